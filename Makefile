@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+
+.PHONY: setup system-deps serve test lint fmt bench screenshots
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# PostgreSQL 15 for the database tests and Chromium for the browser tests, from Debian's packages.
+system-deps:
+	bash scripts/system-deps.sh
+
+serve: setup
+	$(BIN)/tutor serve
+
+lint: setup
+	$(BIN)/ruff check server tests bench scripts
+	$(BIN)/ruff format --check server tests bench scripts
+	$(BIN)/mypy
+
+fmt: setup
+	$(BIN)/ruff format server tests bench scripts
+	$(BIN)/ruff check --fix server tests bench scripts
+
+test: setup system-deps lint
+	$(BIN)/pytest
+
+bench: setup system-deps
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/voice.py
+
+screenshots: setup system-deps
+	$(BIN)/python scripts/screenshots.py

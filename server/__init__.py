@@ -1,0 +1,1 @@
+"""The voice tutor platform: companions, spoken lessons, lesson history, bookmarks and plans."""

@@ -1,0 +1,1 @@
+"""HTTP routes: each blueprint validates input, calls the domain and shapes the answer."""

@@ -1,0 +1,93 @@
+"""Companion routes: the library with search and filters, building, editing, bookmarks, starting lessons."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from server import bookmarks, companions, lessons
+from server.api.auth import current_user, login_required
+from server.companions import CompanionIn, CompanionOut, CompanionPage, CompanionPatch, Sort, Subject
+from server.lessons import LessonOut
+from server.state import get_state
+
+bp = Blueprint("companions", __name__, url_prefix="/api/companions")
+
+
+class CompanionQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: Subject | None = None
+    topic: str | None = Field(default=None, max_length=200)
+    page: int = Field(default=1, ge=1, le=100_000)
+    limit: int = Field(default=12, ge=1, le=100)
+    sort: Sort = "recent"
+
+
+@bp.get("")
+@login_required
+@validate_querystring(CompanionQuery)
+@validate_response(CompanionPage)
+async def list_companions(query_args: CompanionQuery) -> CompanionPage:
+    return await companions.list_page(
+        get_state().db,
+        current_user(),
+        subject=query_args.subject,
+        topic=(query_args.topic or "").strip() or None,
+        page=query_args.page,
+        limit=query_args.limit,
+        sort=query_args.sort,
+    )
+
+
+@bp.post("")
+@login_required
+@validate_request(CompanionIn)
+@validate_response(CompanionOut, 201)
+async def create_companion(data: CompanionIn) -> tuple[CompanionOut, int]:
+    state = get_state()
+    return await companions.create(state.db, state.settings, current_user(), data), 201
+
+
+@bp.get("/<int:companion_id>")
+@login_required
+@validate_response(CompanionOut)
+async def get_companion(companion_id: int) -> CompanionOut:
+    return await companions.get(get_state().db, current_user(), companion_id)
+
+
+@bp.patch("/<int:companion_id>")
+@login_required
+@validate_request(CompanionPatch)
+@validate_response(CompanionOut)
+async def update_companion(companion_id: int, data: CompanionPatch) -> CompanionOut:
+    return await companions.update(get_state().db, current_user(), companion_id, data)
+
+
+@bp.delete("/<int:companion_id>")
+@login_required
+async def delete_companion(companion_id: int) -> tuple[str, int]:
+    await companions.delete(get_state().db, current_user(), companion_id)
+    return "", 204
+
+
+@bp.put("/<int:companion_id>/bookmark")
+@login_required
+async def add_bookmark(companion_id: int) -> tuple[str, int]:
+    await bookmarks.add(get_state().db, current_user(), companion_id)
+    return "", 204
+
+
+@bp.delete("/<int:companion_id>/bookmark")
+@login_required
+async def remove_bookmark(companion_id: int) -> tuple[str, int]:
+    await bookmarks.remove(get_state().db, current_user(), companion_id)
+    return "", 204
+
+
+@bp.post("/<int:companion_id>/lessons")
+@login_required
+@validate_response(LessonOut, 201)
+async def start_lesson(companion_id: int) -> tuple[LessonOut, int]:
+    state = get_state()
+    return await lessons.start(state.db, state.settings, current_user(), companion_id), 201

@@ -1,0 +1,46 @@
+"""Lesson routes: recent lessons across the school, one lesson with its transcript, and its call set-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_response
+
+from server import calls, lessons
+from server.api.auth import current_user, login_required
+from server.companions import CompanionList
+from server.lessons import LessonOut
+from server.state import get_state
+
+bp = Blueprint("lessons", __name__, url_prefix="/api/lessons")
+
+
+class LimitQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=10, ge=1, le=100)
+
+
+@bp.get("/recent")
+@login_required
+@validate_querystring(LimitQuery)
+@validate_response(CompanionList)
+async def recent(query_args: LimitQuery) -> CompanionList:
+    return await lessons.recent_companions(get_state().db, current_user(), query_args.limit)
+
+
+@bp.get("/<int:lesson_id>")
+@login_required
+@validate_response(LessonOut)
+async def get_lesson(lesson_id: int) -> LessonOut:
+    return await lessons.get(get_state().db, current_user(), lesson_id)
+
+
+@bp.get("/<int:lesson_id>/call")
+@login_required
+async def call_setup(lesson_id: int) -> dict[str, Any]:
+    """What the page passes to `vapi.start()`: the assistant for this lesson, in either voice backend."""
+    state = get_state()
+    live = await lessons.get_live_lesson(state.db, lesson_id, current_user().id)
+    return calls.call_setup(state.settings, live)

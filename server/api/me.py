@@ -1,0 +1,66 @@
+"""The signed-in learner's own things: profile and usage, companions, lessons and bookmarks."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_response
+
+from server import accounts, companions, lessons
+from server.accounts import MeOut
+from server.api.auth import current_user, login_required
+from server.companions import CompanionList, CompanionPage
+from server.lessons import LessonList
+from server.state import get_state
+
+bp = Blueprint("me", __name__, url_prefix="/api/me")
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=50, ge=1, le=100)
+
+
+class PageQuery(ListQuery):
+    page: int = Field(default=1, ge=1, le=100_000)
+
+
+@bp.get("")
+@login_required
+@validate_response(MeOut)
+async def me() -> MeOut:
+    state = get_state()
+    return await accounts.me(state.db, state.settings, current_user().id)
+
+
+@bp.get("/companions")
+@login_required
+@validate_querystring(PageQuery)
+@validate_response(CompanionPage)
+async def my_companions(query_args: PageQuery) -> CompanionPage:
+    user = current_user()
+    return await companions.list_page(
+        get_state().db,
+        user,
+        subject=None,
+        topic=None,
+        page=query_args.page,
+        limit=query_args.limit,
+        author_id=user.id,
+    )
+
+
+@bp.get("/lessons")
+@login_required
+@validate_querystring(ListQuery)
+@validate_response(LessonList)
+async def my_lessons(query_args: ListQuery) -> LessonList:
+    return await lessons.mine(get_state().db, current_user(), query_args.limit)
+
+
+@bp.get("/bookmarks")
+@login_required
+@validate_querystring(ListQuery)
+@validate_response(CompanionList)
+async def my_bookmarks(query_args: ListQuery) -> CompanionList:
+    return await companions.bookmarked(get_state().db, current_user(), query_args.limit)

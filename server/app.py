@@ -1,0 +1,177 @@
+"""The app factory: builds the Quart app from settings, wires routes, errors, metrics and shared resources."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
+from quart import Quart, Request, Response, g, jsonify, request
+from quart_schema import QuartSchema
+from quart_schema.validation import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from server.errors import AppError, BadRequest
+from server.settings import Settings
+from server.state import STATE_KEY, AppState
+from server.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def _secret_key(settings: Settings) -> str:
+    """The session-signing key: from the environment, else generated once and kept in the data directory."""
+    if settings.server.secret_key is not None:
+        return settings.server.secret_key.get_secret_value()
+    path = Path(settings.server.data_dir) / "secret_key"
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+class TutorRequest(Request):
+    """A request whose unreadable JSON body is reported as our own `invalid_json` error."""
+
+    def on_json_loading_failed(self, error: Exception) -> Any:
+        raise BadRequest("invalid_json", "The request body is not valid JSON.")
+
+
+def _validation_fields(exc: RequestSchemaValidationError) -> tuple[str, dict[str, str]]:
+    cause = exc.validation_error
+    if isinstance(cause, ValidationError):
+        fields: dict[str, str] = {}
+        for err in cause.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "body"
+            if err["type"] == "extra_forbidden":
+                fields[key] = "is not a known field"
+            elif err["type"] == "model_type" or err["type"] == "model_attributes_type":
+                fields["body"] = "must be a JSON object"
+            else:
+                fields[key] = err["msg"]
+        first = next(iter(fields.items()))
+        return f"{first[0]}: {first[1]}", fields
+    return "The request body must be a JSON object.", {"body": "must be a JSON object"}
+
+
+def _register_errors(app: Quart) -> None:
+    @app.errorhandler(AppError)
+    async def _app_error(exc: AppError) -> tuple[Response, int]:
+        return jsonify(exc.body()), exc.status
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _invalid(exc: RequestSchemaValidationError) -> tuple[Response, int]:
+        message, fields = _validation_fields(exc)
+        return jsonify({"error": {"code": "validation_error", "message": message, "fields": fields}}), 400
+
+    @app.errorhandler(HTTPException)
+    async def _http(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        code = (exc.name or "error").lower().replace(" ", "_")
+        message = exc.description or exc.name or "error"
+        return jsonify({"error": {"code": code, "message": message}}), status
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify(
+            {"error": {"code": "internal_error", "message": "Something went wrong on our side."}}
+        ), 500
+
+
+def _register_metrics(app: Quart, registry: CollectorRegistry) -> None:
+    requests_total = Counter(
+        "tutor_http_requests_total",
+        "HTTP requests answered",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "tutor_http_request_seconds",
+        "HTTP request latency",
+        ["method", "route"],
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    )
+
+    @app.before_request
+    async def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def _observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            latency.labels(request.method, rule).observe(time.perf_counter() - started)
+            requests_total.labels(request.method, rule, str(response.status_code)).inc()
+        return response
+
+
+def create_app(settings: Settings, **overrides: Any) -> Quart:
+    """Build an app for these settings; nothing connects or loads until the app starts serving."""
+    app = Quart(__name__, static_folder=None)
+    app.request_class = TutorRequest
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        SESSION_COOKIE_NAME="tutor_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.server.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=settings.auth.session_days * 86400,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        QUART_SCHEMA_CONVERT_CASING=False,
+        **overrides,
+    )
+    QuartSchema(
+        app,
+        info={"title": "Voice Tutor API", "version": "0.1.0"},
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    db = Database(settings.database_url, pool_size=settings.database.pool_size, echo=settings.database.echo)
+    registry = CollectorRegistry()
+    state = AppState(settings=settings, db=db, metrics=registry)
+    app.extensions[STATE_KEY] = state
+    import importlib.util  # TEMPORARY until the pipeline lands
+
+    if settings.voice.backend == "local" and importlib.util.find_spec("server.pipeline.service"):
+        from server.pipeline.service import VoiceService
+
+        state.voice = VoiceService(settings, db)
+
+    _register_errors(app)
+    if settings.observability.metrics:
+        _register_metrics(app, registry)
+
+    from server.api import auth, companions, lessons, me, system, web
+
+    for blueprint in (system.bp, auth.bp, companions.bp, lessons.bp, me.bp, web.bp):
+        app.register_blueprint(blueprint)
+    if importlib.util.find_spec("server.api.voice"):
+        from server.api import voice
+
+        app.register_blueprint(voice.bp)
+
+    @app.before_serving
+    async def _startup() -> None:
+        if db.is_sqlite or settings.database.auto_migrate:
+            await db.upgrade()
+        if state.voice is not None and getattr(settings.voice, "preload", True):
+            await state.voice.start()
+
+    @app.after_serving
+    async def _shutdown() -> None:
+        if state.voice is not None:
+            await state.voice.close()
+        await db.close()
+
+    return app

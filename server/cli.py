@@ -1,0 +1,180 @@
+"""The `tutor` command: serve, migrate the database, manage accounts, and check the set-up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from server.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("tutor")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = (
+        args.config
+        or os.environ.get("TUTOR_CONFIG")
+        or ("config.toml" if Path("config.toml").is_file() else None)
+    )
+    return load_settings(path)
+
+
+def _configure_logging(settings: Settings) -> None:
+    from server.observability import configure_logging
+
+    configure_logging(settings.server.log_level)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from server.app import create_app
+    from server.observability import init_sentry
+
+    init_sentry()
+    app = create_app(settings)
+    config = Config()
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.graceful_timeout = 5
+    log.info("serving on http://%s:%s", host, port)
+    asyncio.run(serve(app, config))
+    return 0
+
+
+async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    from server.store.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        return await work(db)
+    finally:
+        await db.close()
+
+
+def cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Any) -> int:
+        await db.upgrade()
+        current, head = await db.schema_status()
+        print(f"database schema at revision {current} (newest {head})")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
+    from server import accounts
+
+    password = args.password or os.environ.get("TUTOR_NEW_PASSWORD") or getpass.getpass("Password: ")
+
+    async def work(db: Any) -> int:
+        await db.upgrade() if db.is_sqlite else None
+        user = await accounts.register(
+            db, args.email, password, args.name, plan=args.plan, is_admin=args.admin
+        )
+        print(f"created {user.email} (id {user.id}, plan {user.plan}{', admin' if user.is_admin else ''})")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_users_set_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from server import accounts
+
+    async def work(db: Any) -> int:
+        user = await accounts.set_plan(db, args.email, args.plan)
+        print(f"{user.email} is now on the {user.plan} plan")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_users_list(_args: argparse.Namespace, settings: Settings) -> int:
+    from server import accounts
+
+    async def work(db: Any) -> int:
+        for user in await accounts.list_users(db):
+            fields = [str(user.id), user.email, user.name, user.plan, "sso" if user.sso else "local"]
+            print("\t".join([*fields, "admin"] if user.is_admin else fields))
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_doctor(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.doctor import run_checks
+
+    checks = asyncio.run(run_checks(settings))
+    width = max(len(name) for name, _, _ in checks)
+    for name, ok, detail in checks:
+        print(f"{'ok  ' if ok else 'FAIL'}  {name.ljust(width)}  {detail}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tutor", description="The self-hosted voice tutor.")
+    parser.add_argument("--config", help="path to config.toml (default: $TUTOR_CONFIG, then ./config.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API, the page and live lessons")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="migrate the schema to the newest revision").set_defaults(
+        func=cmd_db_upgrade
+    )
+
+    users = sub.add_parser("users", help="learner accounts").add_subparsers(
+        dest="users_command", required=True
+    )
+    create = users.add_parser("create", help="create a local account")
+    create.add_argument("email")
+    create.add_argument("--name", required=True)
+    create.add_argument("--password", help="default: $TUTOR_NEW_PASSWORD, else asked for")
+    create.add_argument("--plan", choices=("free", "core", "pro"), default="free")
+    create.add_argument("--admin", action="store_true")
+    create.set_defaults(func=cmd_users_create)
+    set_plan = users.add_parser("set-plan", help="move a learner to another plan")
+    set_plan.add_argument("email")
+    set_plan.add_argument("plan", choices=("free", "core", "pro"))
+    set_plan.set_defaults(func=cmd_users_set_plan)
+    users.add_parser("list", help="list accounts").set_defaults(func=cmd_users_list)
+
+    sub.add_parser("doctor", help="check each configured part and whether it answers").set_defaults(
+        func=cmd_doctor
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"tutor: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    from server.errors import AppError
+
+    try:
+        code: int = args.func(args, settings)
+    except AppError as exc:
+        print(f"tutor: {exc.message}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

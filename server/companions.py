@@ -1,0 +1,191 @@
+"""Companions, the AI tutors learners build and browse: creation within plan limits, the library, edits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import plans
+from server.accounts import CurrentUser
+from server.errors import Forbidden, NotFound
+from server.settings import Settings
+from server.store import companions as store
+from server.store import users as user_store
+from server.store.db import Database
+from server.store.models import Companion
+from server.timeutil import as_utc
+
+SUBJECTS = (
+    "maths",
+    "language",
+    "science",
+    "history",
+    "coding",
+    "geography",
+    "economics",
+    "finance",
+    "business",
+)
+Subject = Literal[
+    "maths", "language", "science", "history", "coding", "geography", "economics", "finance", "business"
+]
+Voice = Literal["male", "female"]
+Style = Literal["formal", "casual"]
+Sort = Literal["recent", "popular", "name"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CompanionIn(_In):
+    name: str = Field(min_length=1, max_length=100)
+    subject: Subject
+    topic: str = Field(min_length=1, max_length=200)
+    voice: Voice
+    style: Style
+    duration: int = Field(ge=1, le=120, description="Lesson length in whole minutes.")
+
+
+class CompanionPatch(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    subject: Subject | None = None
+    topic: str | None = Field(default=None, min_length=1, max_length=200)
+    voice: Voice | None = None
+    style: Style | None = None
+    duration: int | None = Field(default=None, ge=1, le=120)
+
+
+class AuthorOut(BaseModel):
+    id: int
+    name: str
+
+
+class CompanionOut(BaseModel):
+    id: int
+    name: str
+    subject: str
+    topic: str
+    voice: str
+    style: str
+    duration: int
+    author: AuthorOut
+    is_mine: bool
+    bookmarked: bool
+    lessons_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CompanionPage(BaseModel):
+    items: list[CompanionOut]
+    page: int
+    limit: int
+    total: int
+
+
+class CompanionList(BaseModel):
+    items: list[CompanionOut]
+
+
+def to_out(row: store.CompanionRow, viewer_id: int) -> CompanionOut:
+    c = row.companion
+    return CompanionOut(
+        id=c.id,
+        name=c.name,
+        subject=c.subject,
+        topic=c.topic,
+        voice=c.voice,
+        style=c.style,
+        duration=c.duration,
+        author=AuthorOut(id=c.author_id, name=row.author_name),
+        is_mine=c.author_id == viewer_id,
+        bookmarked=row.bookmarked,
+        lessons_count=row.lessons_count,
+        created_at=as_utc(c.created_at),
+        updated_at=as_utc(c.updated_at),
+    )
+
+
+async def create(db: Database, settings: Settings, user: CurrentUser, data: CompanionIn) -> CompanionOut:
+    """Create a companion unless the author's plan is full; the count and insert share one locked transaction."""
+    async with db.write() as session:
+        author = await user_store.lock(session, user.id)
+        if author is None:
+            raise NotFound("user_not_found", "Your account no longer exists.")
+        limit, _ = plans.limits_for(settings, author.plan)
+        if limit is not None and await store.count_by_author(session, user.id) >= limit:
+            raise Forbidden(
+                "companion_limit_reached",
+                f"Your {author.plan} plan allows {limit} companions. Upgrade your plan to build more.",
+            )
+        companion = Companion(author_id=user.id, **data.model_dump())
+        session.add(companion)
+        await session.flush()
+        row = await store.one_row(session, user.id, companion.id)
+    assert row is not None
+    return to_out(row, user.id)
+
+
+async def list_page(
+    db: Database,
+    user: CurrentUser,
+    *,
+    subject: str | None,
+    topic: str | None,
+    page: int,
+    limit: int,
+    sort: str = "recent",
+    author_id: int | None = None,
+) -> CompanionPage:
+    filters = store.CompanionFilter(subject=subject or None, topic=topic or None, author_id=author_id)
+    async with db.read() as session:
+        rows, total = await store.page(
+            session, user.id, filters, offset=(page - 1) * limit, limit=limit, sort=sort
+        )
+    return CompanionPage(items=[to_out(r, user.id) for r in rows], page=page, limit=limit, total=total)
+
+
+async def get(db: Database, user: CurrentUser, companion_id: int) -> CompanionOut:
+    async with db.read() as session:
+        row = await store.one_row(session, user.id, companion_id)
+    if row is None:
+        raise NotFound("companion_not_found", "No companion with that id.")
+    return to_out(row, user.id)
+
+
+async def _own(session: AsyncSession, user: CurrentUser, companion_id: int) -> Companion:
+    companion = await session.get(Companion, companion_id)
+    if companion is None:
+        raise NotFound("companion_not_found", "No companion with that id.")
+    if companion.author_id != user.id:
+        raise Forbidden("not_author", "Only the companion's author can change it.")
+    return companion
+
+
+async def update(db: Database, user: CurrentUser, companion_id: int, patch: CompanionPatch) -> CompanionOut:
+    async with db.write() as session:
+        companion = await _own(session, user, companion_id)
+        for key, value in patch.model_dump(exclude_unset=True).items():
+            if value is None:
+                continue
+            setattr(companion, key, value)
+        await session.flush()
+        row = await store.one_row(session, user.id, companion_id)
+    assert row is not None
+    return to_out(row, user.id)
+
+
+async def delete(db: Database, user: CurrentUser, companion_id: int) -> None:
+    async with db.write() as session:
+        companion = await _own(session, user, companion_id)
+        await session.delete(companion)
+
+
+async def bookmarked(db: Database, user: CurrentUser, limit: int) -> CompanionList:
+    async with db.read() as session:
+        rows = await store.bookmarked_rows(session, user.id, limit)
+    return CompanionList(items=[to_out(r, user.id) for r in rows])

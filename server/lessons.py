@@ -1,0 +1,181 @@
+"""Lessons, the learner's history: starting one within the plan, listing them, transcripts, and ending."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import update
+
+from server import plans
+from server.accounts import CurrentUser
+from server.companions import CompanionList, CompanionOut, to_out
+from server.errors import Conflict, Forbidden, NotFound
+from server.settings import Settings
+from server.store import companions as companion_store
+from server.store import lessons as store
+from server.store import users as user_store
+from server.store.db import Database
+from server.store.models import Companion, Lesson, TranscriptEntry
+from server.timeutil import as_utc
+
+Role = Literal["user", "assistant"]
+
+
+class TranscriptOut(BaseModel):
+    order: int
+    role: str
+    text: str
+    at: datetime
+
+
+class LessonOut(BaseModel):
+    id: int
+    companion: CompanionOut
+    started_at: datetime
+    ended_at: datetime | None
+    length_seconds: int | None
+    end_reason: str | None
+    transcript: list[TranscriptOut] | None = None
+
+
+class LessonList(BaseModel):
+    items: list[LessonOut]
+
+
+@dataclass(frozen=True)
+class CompanionView:
+    id: int
+    name: str
+    subject: str
+    topic: str
+    voice: str
+    style: str
+    duration: int
+
+
+@dataclass(frozen=True)
+class LiveLesson:
+    """What the voice pipeline needs to run a lesson."""
+
+    lesson_id: int
+    learner_id: int
+    started_at: datetime
+    companion: CompanionView
+
+
+def _lesson_out(
+    lesson: Lesson, companion: CompanionOut, transcript: list[TranscriptEntry] | None = None
+) -> LessonOut:
+    return LessonOut(
+        id=lesson.id,
+        companion=companion,
+        started_at=as_utc(lesson.started_at),
+        ended_at=as_utc(lesson.ended_at) if lesson.ended_at else None,
+        length_seconds=lesson.length_seconds,
+        end_reason=lesson.end_reason,
+        transcript=None
+        if transcript is None
+        else [TranscriptOut(order=t.position, role=t.role, text=t.text, at=as_utc(t.at)) for t in transcript],
+    )
+
+
+async def start(db: Database, settings: Settings, user: CurrentUser, companion_id: int) -> LessonOut:
+    """Record a new lesson unless the plan's lesson limit is reached; the check and insert are one transaction."""
+    async with db.write() as session:
+        learner = await user_store.lock(session, user.id)
+        if learner is None:
+            raise NotFound("user_not_found", "Your account no longer exists.")
+        if await session.get(Companion, companion_id) is None:
+            raise NotFound("companion_not_found", "No companion with that id.")
+        _, limit = plans.limits_for(settings, learner.plan)
+        if limit is not None:
+            used = await store.count_for_learner(session, user.id, plans.lesson_period_start(settings))
+            if used >= limit:
+                period = "" if settings.plans.lesson_period == "all-time" else " this month"
+                raise Forbidden(
+                    "lesson_limit_reached",
+                    f"Your {learner.plan} plan allows {limit} lessons{period}. Upgrade your plan for more.",
+                )
+        lesson = Lesson(companion_id=companion_id, learner_id=user.id, started_at=datetime.now(UTC))
+        session.add(lesson)
+        await session.flush()
+        row = await companion_store.one_row(session, user.id, companion_id)
+    assert row is not None
+    return _lesson_out(lesson, to_out(row, user.id))
+
+
+async def _with_companions(db: Database, user: CurrentUser, lessons: list[Lesson]) -> list[LessonOut]:
+    async with db.read() as session:
+        rows = await companion_store.rows_by_ids(session, user.id, list({x.companion_id for x in lessons}))
+    return [_lesson_out(x, to_out(rows[x.companion_id], user.id)) for x in lessons if x.companion_id in rows]
+
+
+async def mine(db: Database, user: CurrentUser, limit: int) -> LessonList:
+    async with db.read() as session:
+        lessons = await store.latest(session, limit, learner_id=user.id)
+    return LessonList(items=await _with_companions(db, user, lessons))
+
+
+async def recent_companions(db: Database, user: CurrentUser, limit: int) -> CompanionList:
+    """Companions of the latest lessons of all learners, newest first, each once; no learner is named."""
+    async with db.read() as session:
+        lessons = await store.latest(session, limit * 5)
+        order: list[int] = []
+        for lesson in lessons:
+            if lesson.companion_id not in order:
+                order.append(lesson.companion_id)
+        order = order[:limit]
+        rows = await companion_store.rows_by_ids(session, user.id, order)
+    return CompanionList(items=[to_out(rows[i], user.id) for i in order if i in rows])
+
+
+async def get(db: Database, user: CurrentUser, lesson_id: int) -> LessonOut:
+    """A lesson with its transcript; other learners' lessons are reported as absent."""
+    async with db.read() as session:
+        lesson = await session.get(Lesson, lesson_id)
+        if lesson is None or lesson.learner_id != user.id:
+            raise NotFound("lesson_not_found", "No lesson with that id.")
+        row = await companion_store.one_row(session, user.id, lesson.companion_id)
+        transcript = await store.transcript(session, lesson_id)
+    assert row is not None
+    return _lesson_out(lesson, to_out(row, user.id), transcript)
+
+
+async def get_live_lesson(db: Database, lesson_id: int, learner_id: int) -> LiveLesson:
+    async with db.read() as session:
+        lesson = await session.get(Lesson, lesson_id)
+        if lesson is None or lesson.learner_id != learner_id:
+            raise NotFound("lesson_not_found", "No lesson with that id.")
+        if lesson.ended_at is not None:
+            raise Conflict("lesson_ended", "This lesson has ended; start a new one.")
+        c = await session.get(Companion, lesson.companion_id)
+    assert c is not None
+    view = CompanionView(c.id, c.name, c.subject, c.topic, c.voice, c.style, c.duration)
+    return LiveLesson(lesson.id, lesson.learner_id, as_utc(lesson.started_at), view)
+
+
+async def append_transcript(db: Database, lesson_id: int, role: Role, text: str) -> None:
+    """Append one final utterance; entries are numbered in the order they arrive."""
+    async with db.write() as session:
+        if await store.lock(session, lesson_id) is None:
+            raise NotFound("lesson_not_found", "No lesson with that id.")
+        position = await store.next_position(session, lesson_id)
+        session.add(TranscriptEntry(lesson_id=lesson_id, position=position, role=role, text=text))
+
+
+async def end_lesson(db: Database, lesson_id: int, reason: str, *, ended_at: datetime | None = None) -> None:
+    """Store when and why a lesson ended; only the first end counts."""
+    ended_at = ended_at or datetime.now(UTC)
+    async with db.write() as session:
+        lesson = await store.lock(session, lesson_id)
+        if lesson is None or lesson.ended_at is not None:
+            return
+        length = max(0, round((ended_at - as_utc(lesson.started_at)).total_seconds()))
+        await session.execute(
+            update(Lesson)
+            .where(Lesson.id == lesson_id, Lesson.ended_at.is_(None))
+            .values(ended_at=ended_at, length_seconds=length, end_reason=reason)
+        )

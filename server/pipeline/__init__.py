@@ -1,0 +1,1 @@
+"""The local voice pipeline: one pipecat pipeline per live lesson over WebRTC."""

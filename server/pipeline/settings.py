@@ -1,0 +1,119 @@
+"""Typed settings for live lessons: the voice backend and each stage (STT, LLM, TTS) it uses."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IceServer(_Section):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class TurnSettings(_Section):
+    """How the pipeline decides the learner has finished speaking (Silero VAD + smart-turn v3)."""
+
+    vad_confidence: float = Field(default=0.7, gt=0, lt=1)
+    vad_start_secs: float = Field(default=0.2, ge=0.05, le=2)
+    # Silence before the VAD reports a pause; transcription and smart-turn both start there.
+    vad_stop_secs: float = Field(default=0.2, ge=0.05, le=2)
+    # Silence after which the turn ends even when smart-turn thinks the learner will go on
+    # (pipecat's default is 3 s, which is most of stock pipecat's slow turns).
+    max_pause_secs: float = Field(default=1.0, ge=0.2, le=5)
+    # Learners may talk over the tutor, which stops it speaking.
+    allow_interruptions: bool = True
+
+
+class STTSettings(_Section):
+    provider: Literal["whisper", "openai"] = "whisper"
+    # A CTranslate2 Whisper model directory, the name of one under models/, or "" for the bundled tiny.en.
+    model: str = ""
+    language: str = "en"
+    beam_size: int = Field(default=1, ge=1, le=10)
+    cpu_threads: int = Field(default=2, ge=1, le=64)
+    # Concurrent transcriptions (CTranslate2 num_workers); each uses cpu_threads threads.
+    workers: int = Field(default=1, ge=1, le=16)
+    compute_type: str = "int8"
+    # Hosted provider (an OpenAI-compatible /v1/audio/transcriptions endpoint).
+    base_url: str = "http://127.0.0.1:8001/v1"
+    api_key: SecretStr | None = None
+
+
+class LLMSettings(_Section):
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "llama3.2"
+    api_key: SecretStr | None = None
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=200, ge=1, le=4096)
+    timeout_secs: float = Field(default=20.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=10)
+
+
+class TTSVoice(_Section):
+    voice: str = "en_US-joe-medium"
+    # piper's length_scale: above 1 speaks slower.
+    length_scale: float = Field(default=1.0, gt=0.3, lt=3.0)
+
+
+def _default_voices() -> dict[str, TTSVoice]:
+    return {
+        "male.formal": TTSVoice(length_scale=1.05),
+        "male.casual": TTSVoice(length_scale=0.95),
+        "female.formal": TTSVoice(length_scale=1.05),
+        "female.casual": TTSVoice(length_scale=0.95),
+    }
+
+
+class TTSSettings(_Section):
+    provider: Literal["piper", "openai"] = "piper"
+    voices: dict[str, TTSVoice] = Field(default_factory=_default_voices)
+    # Sentences synthesized at once across all lessons; each uses one onnxruntime thread.
+    workers: int = Field(default=2, ge=1, le=16)
+    # Hosted provider (an OpenAI-compatible /v1/audio/speech endpoint).
+    base_url: str = "http://127.0.0.1:8002/v1"
+    model: str = "tts-1"
+    api_key: SecretStr | None = None
+
+
+class VoiceSettings(_Section):
+    backend: Literal["local", "vapi"] = "local"
+    # Load every model when the server starts (else on the first lesson).
+    preload: bool = True
+    # Live lessons one server process takes at once; more get a 503 (0 = no limit).
+    max_live_lessons: int = Field(default=16, ge=0)
+    # An upper bound on any lesson in seconds, whatever its companion's duration (0 = none).
+    max_lesson_secs: float = Field(default=0, ge=0)
+    # Seconds to wait for the learner's browser to connect after the offer was answered.
+    connect_timeout_secs: float = Field(default=30, gt=0)
+    # Failed LLM turns in a row after which the lesson ends with reason "llm-unavailable".
+    llm_failures_before_end: int = Field(default=3, ge=1)
+    # Where a school drops extra piper voices (<name>.onnx + .onnx.json) and Whisper model directories.
+    models_dir: str = "models"
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    silence_timeout_secs: float = Field(default=60.0, gt=0)
+    system_prompt: str = (
+        "You are a highly knowledgeable tutor teaching a real-time voice lesson with a student. "
+        "Your goal is to teach the student about the topic and subject.\n"
+        "Topic: {topic}. Subject: {subject}.\n"
+        "Keep the conversation flowing while keeping it on the topic. "
+        "From time to time check that the student is following you and understands.\n"
+        "Break the topic into smaller parts and teach them one at a time.\n"
+        "Keep your style of conversation {style}.\n"
+        "Keep your answers short, like in a real voice conversation: one to three spoken sentences.\n"
+        "Do not use any special characters, markdown, lists or emojis: your words are spoken aloud."
+    )
+    first_message: str = "Hello, let's start the session. Today we'll be talking about {topic}."
+    goodbye_message: str = "Our time is up for today. Well done, and goodbye!"
+    # Spoken (and shown) when the LLM fails or cannot be reached.
+    apology_message: str = "Sorry, I can't think of an answer right now. Please try again in a moment."
+    turn: TurnSettings = Field(default_factory=TurnSettings)
+    stt: STTSettings = Field(default_factory=STTSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    tts: TTSSettings = Field(default_factory=TTSSettings)

@@ -1,0 +1,110 @@
+"""Queries on companions: the filtered, paginated library and the author's own list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.store.models import Bookmark, Companion, Lesson, User
+
+
+@dataclass(frozen=True)
+class CompanionFilter:
+    subject: str | None = None
+    topic: str | None = None
+    author_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CompanionRow:
+    companion: Companion
+    author_name: str
+    bookmarked: bool
+    lessons_count: int
+
+
+def escape_like(term: str) -> str:
+    """Make `%`, `_` and the escape character itself match literally in a LIKE pattern."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(query: Select[Any], filters: CompanionFilter) -> Select[Any]:
+    if filters.subject:
+        query = query.where(Companion.subject == filters.subject)
+    if filters.author_id is not None:
+        query = query.where(Companion.author_id == filters.author_id)
+    if filters.topic:
+        pattern = f"%{escape_like(filters.topic.lower())}%"
+        query = query.where(
+            or_(
+                func.lower(Companion.topic).like(pattern, escape="\\"),
+                func.lower(Companion.name).like(pattern, escape="\\"),
+            )
+        )
+    return query
+
+
+def _rows_query(viewer_id: int) -> Select[Any]:
+    lessons_count = (
+        select(func.count()).select_from(Lesson).where(Lesson.companion_id == Companion.id).scalar_subquery()
+    )
+    return (
+        select(Companion, User.name, Bookmark.learner_id.is_not(None), lessons_count)
+        .join(User, User.id == Companion.author_id)
+        .outerjoin(Bookmark, and_(Bookmark.companion_id == Companion.id, Bookmark.learner_id == viewer_id))
+    )
+
+
+def _rows(result: Sequence[Any]) -> list[CompanionRow]:
+    return [CompanionRow(c, name, bool(marked), int(count)) for c, name, marked, count in result]
+
+
+async def page(
+    session: AsyncSession, viewer_id: int, filters: CompanionFilter, *, offset: int, limit: int, sort: str
+) -> tuple[list[CompanionRow], int]:
+    """One page of companions, newest (or most taught) first, and the total that match."""
+    query = _where(_rows_query(viewer_id), filters)
+    if sort == "popular":
+        popularity = (
+            select(Lesson.companion_id, func.count().label("n")).group_by(Lesson.companion_id).subquery()
+        )
+        query = query.outerjoin(popularity, popularity.c.companion_id == Companion.id).order_by(
+            func.coalesce(popularity.c.n, literal(0)).desc(), Companion.created_at.desc(), Companion.id.desc()
+        )
+    elif sort == "name":
+        query = query.order_by(func.lower(Companion.name), Companion.id)
+    else:
+        query = query.order_by(Companion.created_at.desc(), Companion.id.desc())
+    result = (await session.execute(query.offset(offset).limit(limit))).all()
+    total = await session.scalar(_where(select(func.count()).select_from(Companion), filters))
+    return _rows(result), int(total or 0)
+
+
+async def rows_by_ids(session: AsyncSession, viewer_id: int, ids: Sequence[int]) -> dict[int, CompanionRow]:
+    if not ids:
+        return {}
+    result = (await session.execute(_rows_query(viewer_id).where(Companion.id.in_(ids)))).all()
+    return {row.companion.id: row for row in _rows(result)}
+
+
+async def one_row(session: AsyncSession, viewer_id: int, companion_id: int) -> CompanionRow | None:
+    return (await rows_by_ids(session, viewer_id, [companion_id])).get(companion_id)
+
+
+async def bookmarked_rows(session: AsyncSession, learner_id: int, limit: int) -> list[CompanionRow]:
+    query = (
+        _rows_query(learner_id)
+        .where(Bookmark.learner_id == learner_id)
+        .order_by(Bookmark.created_at.desc(), Companion.id.desc())
+        .limit(limit)
+    )
+    return _rows((await session.execute(query)).all())
+
+
+async def count_by_author(session: AsyncSession, author_id: int) -> int:
+    query = select(func.count()).select_from(Companion).where(Companion.author_id == author_id)
+    return int(await session.scalar(query) or 0)
