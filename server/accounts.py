@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -96,9 +97,7 @@ async def register(
         async with db.write() as session:
             if await user_store.by_email(session, email) is not None:
                 raise Conflict("email_taken", "An account with this email already exists.")
-            user = User(
-                email=email, name=name.strip(), password_hash=password_hash, plan=plan, is_admin=is_admin
-            )
+            user = User(email=email, name=name.strip(), password_hash=password_hash, plan=plan, is_admin=is_admin)
             session.add(user)
             await session.flush()
             return _out(user)
@@ -126,10 +125,17 @@ async def load_current(db: Database, user_id: int) -> CurrentUser | None:
 
 
 async def sso_sign_in(
-    db: Database, *, issuer: str, subject: str, email: str, name: str, plan: str | None
+    db: Database,
+    *,
+    issuer: str,
+    subject: str,
+    email: str,
+    name: str,
+    plan: str | None,
+    default_plan: str = "free",
 ) -> CurrentUser:
     """Find or create the account for an OIDC identity; a mapped plan claim updates the plan each sign-in."""
-    email = normalize_email(email) if email else f"{subject}@{issuer.split('//')[-1].split('/')[0]}"
+    email = normalize_email(email) if email else f"{subject}@{urlsplit(issuer).hostname or 'sso'}"
     async with db.write() as session:
         user = await user_store.by_oidc(session, issuer, subject)
         if user is None:
@@ -146,7 +152,7 @@ async def sso_sign_in(
                     name=(name or email.split("@")[0])[:100],
                     oidc_issuer=issuer,
                     oidc_subject=subject,
-                    plan=plan or "free",
+                    plan=plan or default_plan,
                 )
                 session.add(user)
         if plan is not None:
@@ -180,9 +186,7 @@ async def me(db: Database, settings: Settings, user_id: int) -> MeOut:
             raise Unauthorized()
         companions_used = await companion_store.count_by_author(session, user_id)
         lessons_in_period = await lesson_store.count_for_learner(session, user_id, since)
-        lessons_done = (
-            lessons_in_period if since is None else await lesson_store.count_for_learner(session, user_id)
-        )
+        lessons_done = lessons_in_period if since is None else await lesson_store.count_for_learner(session, user_id)
     companion_limit, lesson_limit = plans.limits_for(settings, user.plan)
     return MeOut(
         **_out(user).model_dump(),

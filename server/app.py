@@ -14,6 +14,7 @@ from quart import Quart, Request, Response, g, jsonify, request
 from quart_schema import QuartSchema
 from quart_schema.validation import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from server.errors import AppError, BadRequest
 from server.settings import Settings
@@ -42,6 +43,20 @@ class TutorRequest(Request):
 
     def on_json_loading_failed(self, error: Exception) -> Any:
         raise BadRequest("invalid_json", "The request body is not valid JSON.")
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` bounded to what a BIGINT column holds, so an absurd id is a 404 rather than a driver error."""
+
+    def __init__(
+        self,
+        url_map: Map,
+        fixed_digits: int = 0,
+        min: int | None = 1,
+        max: int | None = 2**63 - 1,
+        signed: bool = False,
+    ) -> None:
+        super().__init__(url_map, fixed_digits, min, max, signed)
 
 
 def _validation_fields(exc: RequestSchemaValidationError) -> tuple[str, dict[str, str]]:
@@ -81,9 +96,7 @@ def _register_errors(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify(
-            {"error": {"code": "internal_error", "message": "Something went wrong on our side."}}
-        ), 500
+        return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
 
 
 def _register_metrics(app: Quart, registry: CollectorRegistry) -> None:
@@ -119,6 +132,7 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     """Build an app for these settings; nothing connects or loads until the app starts serving."""
     app = Quart(__name__, static_folder=None)
     app.request_class = TutorRequest
+    app.url_map.converters["int"] = IdConverter
     app.config.update(
         SECRET_KEY=_secret_key(settings),
         SESSION_COOKIE_NAME="tutor_session",
@@ -141,9 +155,7 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     registry = CollectorRegistry()
     state = AppState(settings=settings, db=db, metrics=registry)
     app.extensions[STATE_KEY] = state
-    import importlib.util  # TEMPORARY until the pipeline lands
-
-    if settings.voice.backend == "local" and importlib.util.find_spec("server.pipeline.service"):
+    if settings.voice.backend == "local":
         from server.pipeline.service import VoiceService
 
         state.voice = VoiceService(settings, db)
@@ -152,14 +164,10 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     if settings.observability.metrics:
         _register_metrics(app, registry)
 
-    from server.api import auth, companions, lessons, me, system, web
+    from server.api import auth, companions, lessons, me, sso, system, voice, web
 
-    for blueprint in (system.bp, auth.bp, companions.bp, lessons.bp, me.bp, web.bp):
+    for blueprint in (system.bp, auth.bp, sso.bp, companions.bp, lessons.bp, me.bp, voice.bp, web.bp):
         app.register_blueprint(blueprint)
-    if importlib.util.find_spec("server.api.voice"):
-        from server.api import voice
-
-        app.register_blueprint(voice.bp)
 
     @app.before_serving
     async def _startup() -> None:

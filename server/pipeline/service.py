@@ -1,0 +1,215 @@
+"""The voice service a server process holds: shared models, the LLM client and every live lesson."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from openai import AsyncOpenAI, Timeout
+
+from server.errors import BadRequest, NotFound, ServiceUnavailable
+from server.pipeline.lesson import LessonSession, plan_lesson
+from server.pipeline.models import ModelError, SharedModels, load_models
+
+if TYPE_CHECKING:
+    from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+
+    from server.lessons import LiveLesson
+    from server.settings import Settings
+    from server.store.db import Database
+
+log = logging.getLogger(__name__)
+
+# Only the loopback default needs no key; the openai client refuses to start without one.
+NO_API_KEY = "not-needed"
+
+
+def make_llm_client(settings: Settings) -> AsyncOpenAI:
+    """One OpenAI-compatible client for every lesson, with the configured timeout and retries."""
+    llm = settings.voice.llm
+    api_key = llm.api_key.get_secret_value() if llm.api_key else NO_API_KEY
+    return AsyncOpenAI(
+        api_key=api_key,
+        base_url=llm.base_url,
+        timeout=Timeout(llm.timeout_secs, connect=min(5.0, llm.timeout_secs)),
+        max_retries=llm.max_retries,
+    )
+
+
+class VoiceService:
+    """Runs live lessons over WebRTC on models loaded once and shared by all of them."""
+
+    def __init__(self, settings: Settings, db: Database, models: SharedModels | None = None) -> None:
+        """Cheap: models load in start(). Pass `models` to share ones already loaded (several apps, tests)."""
+        self._settings = settings
+        self._db = db
+        self._models: SharedModels | None = models
+        self._owns_models = models is None
+        self._llm_client: AsyncOpenAI | None = None
+        self._loading: asyncio.Lock | None = None
+        # lesson id -> its session; a reconnect replaces the lesson's session.
+        self._sessions: dict[int, LessonSession] = {}
+        self._closing = False
+
+    @property
+    def live_lessons(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.ended_reason is None)
+
+    @property
+    def started(self) -> bool:
+        return self._models is not None
+
+    async def start(self) -> None:
+        """Load every model once, off the event loop (idempotent; offer() calls it if nobody did)."""
+        if self._models is not None:
+            self._client()
+            return
+        if self._loading is None:
+            self._loading = asyncio.Lock()
+        async with self._loading:
+            if self._models is not None:
+                return
+            cpu_count = (
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            )
+            try:
+                self._models = await asyncio.to_thread(load_models, self._settings.voice, cpu_count)
+            except ModelError as exc:
+                log.error("voice: %s", exc)
+                raise ServiceUnavailable("voice_models_unavailable", str(exc)) from exc
+            self._llm_client = make_llm_client(self._settings)
+
+    def _client(self) -> AsyncOpenAI:
+        if self._llm_client is None:
+            self._llm_client = make_llm_client(self._settings)
+        return self._llm_client
+
+    async def close(self) -> None:
+        """End every live lesson and release the models' thread pools."""
+        self._closing = True
+        sessions = list(self._sessions.values())
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        self._sessions.clear()
+        if self._llm_client is not None:
+            await self._llm_client.close()
+            self._llm_client = None
+        if self._models is not None and self._owns_models:
+            self._models.close()
+        self._models = None
+
+    async def offer(
+        self, lesson: LiveLesson, sdp: str, type: str, pc_id: str | None = None
+    ) -> dict[str, str]:
+        """Answer a learner's WebRTC offer for a live lesson and start (or renegotiate) its pipeline."""
+        if self._closing:
+            raise ServiceUnavailable("voice_closing", "The server is shutting down.")
+        if type != "offer":
+            raise BadRequest("invalid_sdp", f'Expected an SDP of type "offer", got "{type}".')
+        if not sdp.lstrip().startswith("v=0"):
+            raise BadRequest("invalid_sdp", "The SDP offer is not valid (it must start with v=0).")
+        existing = self._sessions.get(lesson.lesson_id)
+        if pc_id and existing is not None and existing.connection.pc_id == pc_id and not existing.finished:
+            try:
+                await existing.connection.renegotiate(sdp=sdp, type=type)
+            except Exception as exc:
+                raise BadRequest("invalid_sdp", f"The SDP offer could not be used: {exc}") from exc
+            return self._answer(existing.connection)
+
+        limit = self._settings.voice.max_live_lessons
+        if limit and existing is None and self.live_lessons >= limit:
+            raise ServiceUnavailable("voice_busy", "All voice lesson slots are busy; try again in a minute.")
+
+        from pipecat.transports.smallwebrtc.connection import IceServer, SmallWebRTCConnection
+
+        ice = [
+            IceServer(urls=s.urls, username=s.username or "", credential=s.credential or "")
+            for s in self._settings.voice.ice_servers
+        ]
+        connection = SmallWebRTCConnection(
+            ice_servers=ice, connection_timeout_secs=int(self._settings.voice.connect_timeout_secs)
+        )
+        try:
+            await connection.initialize(sdp=sdp, type=type)
+        except Exception as exc:
+            await _close_quietly(connection)
+            raise BadRequest("invalid_sdp", f"The SDP offer could not be used: {exc}") from exc
+
+        try:
+            await self.start()
+        except Exception:
+            await _close_quietly(connection)
+            raise
+        assert self._models is not None
+
+        if existing is not None:
+            # The page reconnected (reload, network change): the old pipeline goes, the lesson goes on.
+            self._sessions.pop(lesson.lesson_id, None)
+            await existing.end("customer-disconnected", record=False)
+
+        session = LessonSession(
+            plan=plan_lesson(lesson, self._settings.voice),
+            connection=connection,
+            models=self._models,
+            settings=self._settings.voice,
+            db=self._db,
+            llm_client=self._client(),
+            on_finished=self._forget,
+        )
+        self._sessions[lesson.lesson_id] = session
+        try:
+            await session.start()
+        except Exception as exc:
+            self._sessions.pop(lesson.lesson_id, None)
+            await _close_quietly(connection)
+            log.exception("voice: lesson %s: cannot start the pipeline", lesson.lesson_id)
+            raise ServiceUnavailable(
+                "voice_pipeline_failed", f"The voice pipeline could not start: {exc}"
+            ) from exc
+        return self._answer(connection)
+
+    async def add_ice_candidates(self, lesson_id: int, pc_id: str, candidates: list[dict[str, Any]]) -> None:
+        """Add trickled ICE candidates ({candidate, sdpMid, sdpMLineIndex}) to a lesson's peer connection."""
+        from aiortc.sdp import candidate_from_sdp
+
+        session = self._sessions.get(lesson_id)
+        if session is None or session.connection.pc_id != pc_id or session.finished:
+            raise NotFound("peer_connection_not_found", "No live connection with that pc_id for this lesson.")
+        for item in candidates:
+            text = (item.get("candidate") or "").strip()
+            if not text:
+                # An empty candidate is the end-of-candidates marker; aiortc takes None for it.
+                await session.connection.add_ice_candidate(None)
+                continue
+            try:
+                candidate = candidate_from_sdp(text.removeprefix("candidate:"))
+            except Exception as exc:
+                raise BadRequest("invalid_candidate", f"Not an ICE candidate: {text!r}") from exc
+            candidate.sdpMid = item.get("sdpMid")
+            candidate.sdpMLineIndex = item.get("sdpMLineIndex")
+            await session.connection.add_ice_candidate(candidate)
+
+    async def end(self, lesson_id: int, reason: str) -> None:
+        """End a live lesson's pipeline (hang-up); the lesson's end is stored before this returns."""
+        session = self._sessions.get(lesson_id)
+        if session is None:
+            return
+        await session.end(reason)
+
+    def _answer(self, connection: SmallWebRTCConnection) -> dict[str, str]:
+        answer = connection.get_answer()
+        if answer is None:
+            raise BadRequest("invalid_sdp", "The SDP offer produced no answer.")
+        return {"sdp": answer["sdp"], "type": answer["type"], "pc_id": answer["pc_id"]}
+
+    async def _forget(self, session: LessonSession) -> None:
+        if self._sessions.get(session.plan.lesson_id) is session:
+            del self._sessions[session.plan.lesson_id]
+
+
+async def _close_quietly(connection: SmallWebRTCConnection) -> None:
+    try:
+        await connection.pc.close()
+    except Exception as exc:
+        log.debug("voice: closing a failed peer connection: %s", exc)
