@@ -3,15 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
+# The Docker image installs from the runtime-only lock with the same steps.
+LOCK ?= requirements.lock
 
-.PHONY: setup system-deps serve test lint fmt bench screenshots
+.PHONY: setup system-deps serve test lint fmt bench screenshots lock
+
+# Re-pin after editing pyproject.toml's dependencies.
+lock: setup
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile -q pyproject.toml --python-version 3.11 -o requirements-runtime.lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync -q --python $(BIN)/python $(LOCK)
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from quart import Quart, Request, Response, g, jsonify, request
 from quart_schema import QuartSchema
 from quart_schema.validation import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter, Map
 
 from server.errors import AppError, BadRequest
@@ -93,9 +93,12 @@ def _register_errors(app: Quart) -> None:
         message = exc.description or exc.name or "error"
         return jsonify({"error": {"code": code, "message": message}}), status
 
-    @app.errorhandler(Exception)
-    async def _unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    # A 500 handler rather than one for Exception: Quart signals got_request_exception (which Sentry's
+    # integration listens to) before it calls this, so failures are reported, logged and shaped alike.
+    @app.errorhandler(InternalServerError)
+    async def _unexpected(exc: InternalServerError) -> tuple[Response, int]:
+        original = exc.original_exception or exc
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
         return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
 
 

@@ -18,11 +18,7 @@ log = logging.getLogger("tutor")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    path = (
-        args.config
-        or os.environ.get("TUTOR_CONFIG")
-        or ("config.toml" if Path("config.toml").is_file() else None)
-    )
+    path = args.config or os.environ.get("TUTOR_CONFIG") or ("config.toml" if Path("config.toml").is_file() else None)
     return load_settings(path)
 
 
@@ -79,9 +75,7 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(db: Any) -> int:
         await db.upgrade() if db.is_sqlite else None
-        user = await accounts.register(
-            db, args.email, password, args.name, plan=args.plan, is_admin=args.admin
-        )
+        user = await accounts.register(db, args.email, password, args.name, plan=args.plan, is_admin=args.admin)
         print(f"created {user.email} (id {user.id}, plan {user.plan}{', admin' if user.is_admin else ''})")
         return 0
 
@@ -111,6 +105,46 @@ def cmd_users_list(_args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_db(settings, work))
 
 
+def cmd_users_export(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from server.retention import export_learner
+
+    async def work(db: Any) -> int:
+        print(json.dumps(await export_learner(db, args.email), indent=2, ensure_ascii=False))
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_users_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from server.retention import delete_learner
+
+    if not args.yes:
+        print(
+            "tutor: deleting removes the account, its companions, lessons and transcripts; add --yes", file=sys.stderr
+        )
+        return 2
+
+    async def work(db: Any) -> int:
+        await delete_learner(db, args.email)
+        print(f"deleted {args.email} and all their data")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_lessons_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from server.retention import prune_transcripts
+
+    async def work(db: Any) -> int:
+        count = await prune_transcripts(db, args.older_than_days)
+        print(f"deleted {count} transcript entries of lessons older than {args.older_than_days} days")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
 def cmd_doctor(_args: argparse.Namespace, settings: Settings) -> int:
     from server.doctor import run_checks
 
@@ -132,13 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
-    db.add_parser("upgrade", help="migrate the schema to the newest revision").set_defaults(
-        func=cmd_db_upgrade
-    )
+    db.add_parser("upgrade", help="migrate the schema to the newest revision").set_defaults(func=cmd_db_upgrade)
 
-    users = sub.add_parser("users", help="learner accounts").add_subparsers(
-        dest="users_command", required=True
-    )
+    users = sub.add_parser("users", help="learner accounts").add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a local account")
     create.add_argument("email")
     create.add_argument("--name", required=True)
@@ -151,10 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     set_plan.add_argument("plan", choices=("free", "core", "pro"))
     set_plan.set_defaults(func=cmd_users_set_plan)
     users.add_parser("list", help="list accounts").set_defaults(func=cmd_users_list)
+    export = users.add_parser("export", help="print everything stored about a learner as JSON")
+    export.add_argument("email")
+    export.set_defaults(func=cmd_users_export)
+    remove = users.add_parser("delete", help="delete a learner and all their data")
+    remove.add_argument("email")
+    remove.add_argument("--yes", action="store_true", help="confirm")
+    remove.set_defaults(func=cmd_users_delete)
 
-    sub.add_parser("doctor", help="check each configured part and whether it answers").set_defaults(
-        func=cmd_doctor
-    )
+    lessons = sub.add_parser("lessons", help="lesson history").add_subparsers(dest="lessons_command", required=True)
+    prune = lessons.add_parser("prune", help="delete transcripts of old lessons (data retention)")
+    prune.add_argument("--older-than-days", type=int, required=True)
+    prune.set_defaults(func=cmd_lessons_prune)
+
+    sub.add_parser("doctor", help="check each configured part and whether it answers").set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -62,3 +62,44 @@ def test_bad_config_is_one_clear_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "tutor: bad configuration: server.port: Input should be a valid integer, unable to parse string as an integer"
     ]
+
+
+def test_export_delete_and_prune_a_learners_data(tmp_path):
+    import asyncio
+    import json
+
+    from server import accounts, lessons
+    from server.companions import CompanionIn, create
+    from server.store.db import Database
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+
+    async def seed() -> None:
+        db = Database(settings.database_url)
+        await db.upgrade()
+        user = await accounts.register(db, "kid@school.test", "long enough pw", "Kid")
+        current = accounts.CurrentUser(user.id, user.email, user.name, user.plan, False)
+        body = CompanionIn(name="T", subject="maths", topic="Sums", voice="male", style="formal", duration=5)
+        companion = await create(db, settings, current, body)
+        lesson = await lessons.start(db, settings, current, companion.id)
+        await lessons.append_transcript(db, lesson.id, "user", "What is two plus two?")
+        await db.close()
+
+    asyncio.run(seed())
+    exported = tutor(tmp_path, "users", "export", "kid@school.test")
+    assert exported.returncode == 0, exported.stderr
+    data = json.loads(exported.stdout)
+    assert data["account"]["email"] == "kid@school.test"
+    assert data["lessons"][0]["transcript"][0]["text"] == "What is two plus two?"
+    assert data["companions"][0]["topic"] == "Sums"
+
+    pruned = tutor(tmp_path, "lessons", "prune", "--older-than-days", "0")
+    assert "deleted 1 transcript entries" in pruned.stdout
+    assert json.loads(tutor(tmp_path, "users", "export", "kid@school.test").stdout)["lessons"][0]["transcript"] == []
+
+    refused = tutor(tmp_path, "users", "delete", "kid@school.test")
+    assert refused.returncode == 2
+    assert tutor(tmp_path, "users", "delete", "kid@school.test", "--yes").returncode == 0
+    gone = tutor(tmp_path, "users", "export", "kid@school.test")
+    assert gone.returncode == 1 and "no account" in gone.stderr
