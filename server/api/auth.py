@@ -7,7 +7,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, g, session
+from quart import Blueprint, g, request, session
 from quart_schema import validate_request
 
 from server import accounts
@@ -64,12 +64,20 @@ def login_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
 
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if await load_user() is None:
-            session.clear()
-            raise Unauthorized()
-        return await func(*args, **kwargs)
+        if request.method != "GET":
+            return await _signed_in(func, *args, **kwargs)
+        # A GET only reads: the account lookup and the route's queries share one transaction.
+        async with get_state().db.shared_reads():
+            return await _signed_in(func, *args, **kwargs)
 
     return wrapper
+
+
+async def _signed_in(func: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
+    if await load_user() is None:
+        session.clear()
+        raise Unauthorized()
+    return await func(*args, **kwargs)
 
 
 @bp.post("/register")
@@ -77,9 +85,7 @@ def login_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
 async def register(data: RegisterIn) -> tuple[UserOut, int]:
     settings = get_state().settings
     if not settings.auth.allow_registration:
-        raise Forbidden(
-            "registration_closed", "This school creates accounts for you; sign in with your school."
-        )
+        raise Forbidden("registration_closed", "This school creates accounts for you; sign in with your school.")
     if len(data.password) < settings.auth.min_password_length:
         raise_field("password", f"must be at least {settings.auth.min_password_length} characters")
     user = await accounts.register(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,8 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.is_sqlite}
+        # No pre-ping (it costs a round trip per checkout); connections are recycled before servers drop them.
+        kwargs: dict[str, Any] = {"echo": echo, "pool_recycle": 1800}
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -76,12 +78,34 @@ class Database:
             write_engine = self.engine
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(write_engine, expire_on_commit=False)
+        self._shared_read: ContextVar[AsyncSession | None] = ContextVar(f"shared_read_{id(self)}", default=None)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only unit of work (rolled back at the end)."""
+        """A read-only unit of work (rolled back at the end); inside `shared_reads()` it joins the shared one."""
+        shared = self._shared_read.get()
+        if shared is not None:
+            yield shared
+            return
         async with self._reader() as session:
             yield session
+
+    @asynccontextmanager
+    async def shared_reads(self) -> AsyncIterator[None]:
+        """Let every `read()` in this task share one transaction: one BEGIN for a whole read-only request.
+
+        Only for units of work that do not write: a read after a write in the same scope would see the
+        snapshot from before it.
+        """
+        if self._shared_read.get() is not None:
+            yield
+            return
+        async with self._reader() as session:
+            token = self._shared_read.set(session)
+            try:
+                yield
+            finally:
+                self._shared_read.reset(token)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -102,9 +126,7 @@ class Database:
         """(current revision, newest revision) of the schema."""
         head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
         async with self.engine.connect() as conn:
-            current = await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+            current = await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
         return current, head
 
     async def close(self) -> None:

@@ -1,0 +1,158 @@
+"""Browser-test fixtures: the real server in a subprocess, Debian's Chromium through sync Playwright, a learner."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect, sync_playwright
+
+from tests.web.live_server import CHROMIUM, LiveServer, chromium_args
+
+PASSWORD = "correct horse battery"
+# Small plan limits so the "limit reached" screens are quick to reach.
+UI_PLAN_LIMITS = {"TUTOR_PLANS__FREE__COMPANIONS": "2", "TUTOR_PLANS__FREE__LESSONS": "1"}
+
+_emails = itertools.count(1)
+
+expect.set_options(timeout=15_000)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if Path(CHROMIUM).exists():
+        return
+    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    # Sync Playwright runs its own event loop in a thread, so these tests are plain (non-async) functions.
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The server without speech models (nothing here needs a live lesson), with small free-plan limits."""
+    env = {"TUTOR_VOICE__PRELOAD": "false", **UI_PLAN_LIMITS}
+    with LiveServer(tmp_path_factory.mktemp("ui-server"), env) as server:
+        yield server
+
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+
+
+@contextmanager
+def open_page(browser: Browser, base_url: str, viewport: ViewportSize = DESKTOP) -> Iterator[Page]:
+    """A fresh browser context (its own cookies) and page; fails the test if the page threw uncaught errors."""
+    context = browser.new_context(base_url=base_url, viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser, ui_server: LiveServer) -> Iterator[Page]:
+    with open_page(browser, ui_server.base_url) as page:
+        yield page
+
+
+def unique_email(prefix: str = "learner") -> str:
+    return f"{prefix}{next(_emails)}@school.test"
+
+
+def sign_up(page: Page, name: str = "Ann Learner", email: str | None = None) -> str:
+    """Create an account through the sign-up screen, as a learner would; returns the email."""
+    email = email or unique_email()
+    page.goto("/signup")
+    page.get_by_label("Your name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(f"Welcome back, {name.split()[0]}"))
+    return email
+
+
+def build_companion(
+    page: Page, name: str, subject: str, topic: str, *, duration: str = "15 minutes", voice: str = "Female"
+) -> int:
+    """Fill the builder and submit; returns the new companion's id from the lesson page's URL."""
+    page.goto("/companions/new")
+    page.get_by_label("Companion name").fill(name)
+    page.get_by_label("Subject").select_option(subject)
+    page.get_by_label("What should the companion teach?").fill(topic)
+    page.get_by_role("radio", name=voice, exact=True).check()
+    page.get_by_label("Lesson length").select_option(label=duration)
+    page.get_by_role("button", name="Build your companion").click()
+    expect(page).to_have_url(re.compile(r"/companions/\d+$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+    return int(page.url.rsplit("/", 1)[1])
+
+
+# -- live lessons ---------------------------------------------------------------------------------------------
+
+# Plain words that Whisper tiny.en hears reliably through the browser's audio processing.
+LEARNER_QUESTION = "How do plants make their food?"
+TUTOR_REPLY = "Photosynthesis is how green plants turn sunlight, water and air into sugar."
+
+
+@pytest.fixture(scope="session")
+def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The learner's question as a WAV for Chromium's fake microphone, made with piper now.
+
+    The leading silence lets the tutor's greeting finish first; Chromium loops the file, so a long trailing
+    silence keeps the question from being asked again during the test.
+    """
+    from tests.support.speech import synthesize, write_wav
+
+    path = tmp_path_factory.mktemp("microphone") / "question.wav"
+    pcm = synthesize(LEARNER_QUESTION, sample_rate=16000, leading_silence=10.0, trailing_silence=40.0)
+    write_wav(path, pcm, 16000)
+    return path
+
+
+@pytest.fixture(scope="session")
+def voice_browser(playwright: Playwright, fake_microphone: Path) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_microphone))
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The server with its speech models loaded and the scripted OpenAI-compatible LLM as the tutor's brain."""
+    from tests.support.scripted_llm import MODEL_ID, ScriptedLLM
+
+    with ScriptedLLM([TUTOR_REPLY]) as llm:
+        env = {
+            "TUTOR_VOICE__LLM__BASE_URL": llm.base_url,
+            "TUTOR_VOICE__LLM__MODEL": MODEL_ID,
+            "TUTOR_VOICE__LLM__TIMEOUT_SECS": "10",
+        }
+        with LiveServer(tmp_path_factory.mktemp("voice-server"), env) as server:
+            yield server
+
+
+@pytest.fixture
+def voice_page(voice_browser: Browser, voice_server: LiveServer) -> Iterator[Page]:
+    with open_page(voice_browser, voice_server.base_url, {"width": 1280, "height": 1000}) as page:
+        yield page

@@ -1,0 +1,521 @@
+// The lesson page: a companion's header, start/end, mute, the speaking animation, live transcript and countdown.
+//
+// Voice goes through the Vapi-shaped client only (our /vapi.js, or the real @vapi-ai/web SDK in hosted mode),
+// so this file is the same in both modes.
+
+import { ApiError, del, get, post } from "../api.js";
+import { announce, capitalize, formatClock, h, initials, plural } from "../dom.js";
+import { bookmarkButton, endReasonInfo, subjectBadge } from "../components.js";
+import { icon, subjectLook, subjectTile } from "../icons.js";
+
+/** Load the voice client the server's config names: ours, or the hosted SDK (the one import that differs). */
+async function createVoiceClient(config, call) {
+  const backend = call.backend || config.voice.backend;
+  const url = backend === "vapi" ? config.voice.sdk_url : "/vapi.js";
+  if (!url) throw new Error("Hosted voice is on, but no Vapi SDK address is configured on the server.");
+  const mod = await import(url);
+  // Bundlers wrap a CommonJS default export once more; accept both shapes.
+  const Vapi = (mod.default && mod.default.default) || mod.default || mod.Vapi;
+  const publicKey = call.public_key || config.voice.public_key || "";
+  return backend === "vapi" ? new Vapi(publicKey) : new Vapi(publicKey, location.origin);
+}
+
+function errorText(err) {
+  if (!err) return "The tutor ran into a problem.";
+  if (typeof err === "string") return err;
+  if (err.message) return err.message;
+  if (err.error && err.error.message) return err.error.message;
+  if (err.errorMsg) return err.errorMsg;
+  return "The tutor ran into a problem.";
+}
+
+export async function companionView(ctx) {
+  const { app, params, signal } = ctx;
+  const companion = await get(`/api/companions/${params.id}`, { signal });
+  const look = subjectLook(companion.subject);
+  const totalSeconds = companion.duration * 60;
+
+  let phase = "idle"; // idle | connecting | live | ending | ended
+  let client = null;
+  let lessonId = null;
+  let endedReason = null;
+  let userEnded = false;
+  let clockTimer = 0;
+  let endsAt = 0;
+  let level = 0;
+  let lastBubble = null;
+  let disposed = false;
+
+  // -- the stage ------------------------------------------------------------------------------------------
+  const tutorStatus = h("p", { class: "stage__status", id: "tutor-status" }, "Ready when you are");
+  const tutorAvatar = h(
+    "div",
+    { class: "voice-orb", style: { "--subject": look.colour, "--subject-accent": look.accent } },
+    h("span", { class: "voice-orb__ring voice-orb__ring--outer" }),
+    h("span", { class: "voice-orb__ring" }),
+    h("span", { class: "voice-orb__core" }, icon(look.icon, { size: 56 })),
+    h(
+      "span",
+      { class: "voice-orb__bars", "aria-hidden": "true" },
+      h("i", {}),
+      h("i", {}),
+      h("i", {}),
+      h("i", {}),
+      h("i", {}),
+    ),
+  );
+  const clock = h("span", { class: "countdown__value", role: "timer", "aria-live": "off", id: "countdown" }, formatClock(totalSeconds));
+  const countdown = h(
+    "div",
+    { class: "countdown", "aria-labelledby": "countdown-label" },
+    icon("clock", { size: 18 }),
+    h("span", { id: "countdown-label", class: "visually-hidden" }, "Time left"),
+    clock,
+  );
+  const muteButton = h(
+    "button",
+    { type: "button", class: "btn btn--round btn--outline", "aria-pressed": "false", disabled: true, id: "mute-button" },
+  );
+  const micState = h("p", { class: "stage__status", id: "mic-state" }, "Microphone ready");
+  const startButton = h(
+    "button",
+    { type: "button", class: "btn btn--primary btn--lg btn--call", id: "start-lesson" },
+    icon("phone", { size: 20 }),
+    h("span", {}, "Start lesson"),
+  );
+  const endButton = h(
+    "button",
+    { type: "button", class: "btn btn--danger btn--lg btn--call", id: "end-lesson", hidden: true },
+    icon("phoneOff", { size: 20 }),
+    h("span", {}, "End lesson"),
+  );
+  const messageSlot = h("div", { class: "lesson-message", "aria-live": "polite" });
+  const errorSlot = h("div", { class: "lesson-error" });
+
+  const transcriptList = h("ol", {
+    class: "transcript",
+    role: "log",
+    "aria-live": "polite",
+    "aria-relevant": "additions",
+    "aria-labelledby": "transcript-title",
+    id: "live-transcript",
+  });
+  const transcriptEmpty = h(
+    "p",
+    { class: "transcript-empty" },
+    "Press “Start lesson” and your tutor will say hello. What you both say appears here.",
+  );
+
+  function drawMute() {
+    const muted = client ? client.isMuted() : false;
+    muteButton.setAttribute("aria-pressed", muted ? "true" : "false");
+    muteButton.replaceChildren(
+      icon(muted ? "micOff" : "mic", { size: 22 }),
+      h("span", {}, muted ? "Unmute" : "Mute"),
+    );
+    muteButton.setAttribute("aria-label", muted ? "Unmute microphone" : "Mute microphone");
+    micState.textContent = phase === "live" || phase === "connecting" ? (muted ? "Microphone off" : "Microphone on") : "Microphone ready";
+    learner.classList.toggle("is-muted", muted);
+  }
+
+  const learner = h(
+    "div",
+    { class: "stage__person" },
+    h("span", { class: "avatar avatar--lg", "aria-hidden": "true" }, initials(app.me.name)),
+    h("p", { class: "stage__name" }, app.me.name),
+    micState,
+  );
+
+  function setPhase(next) {
+    phase = next;
+    root.dataset.phase = next;
+    const inCall = next === "live" || next === "ending" || next === "connecting";
+    // After a lesson the outcome panel offers "Start another lesson", so the stage shows no second start.
+    startButton.hidden = inCall || next === "ended";
+    endButton.hidden = !inCall;
+    endButton.disabled = next === "ending";
+    startButton.disabled = false;
+    muteButton.disabled = !(next === "live" || next === "connecting");
+    const labels = {
+      idle: "Ready when you are",
+      connecting: "Connecting…",
+      live: "Listening",
+      ending: "Ending the lesson…",
+      ended: "Lesson over",
+    };
+    tutorStatus.textContent = labels[next];
+    if (next === "connecting") {
+      endButton.querySelector("span").textContent = "Cancel";
+    } else {
+      endButton.querySelector("span").textContent = "End lesson";
+    }
+    drawMute();
+  }
+
+  // -- transcript -----------------------------------------------------------------------------------------
+  function bubble(role) {
+    const who = role === "user" ? "You" : companion.name;
+    const finalText = h("span", { class: "bubble__final" });
+    const partialText = h("span", { class: "bubble__partial", "aria-hidden": "true" });
+    const item = h(
+      "li",
+      { class: `bubble bubble--${role}`, dataset: { role } },
+      h("span", { class: "bubble__who" }, who),
+      h("p", { class: "bubble__text" }, finalText, partialText),
+    );
+    item._final = finalText;
+    item._partial = partialText;
+    item._role = role;
+    return item;
+  }
+
+  function onTranscript(message) {
+    const role = message.role === "user" ? "user" : "assistant";
+    const text = String(message.transcript || "").trim();
+    if (!text) return;
+    transcriptEmpty.hidden = true;
+    // Consecutive words from the same speaker go in one bubble, like a chat.
+    if (!lastBubble || lastBubble._role !== role) {
+      lastBubble = bubble(role);
+      transcriptList.append(lastBubble);
+    }
+    if (message.transcriptType === "final") {
+      const sep = lastBubble._final.textContent ? " " : "";
+      lastBubble._final.append(document.createTextNode(sep + text));
+      lastBubble._partial.textContent = "";
+      lastBubble.classList.remove("is-partial");
+    } else {
+      lastBubble._partial.textContent = (lastBubble._final.textContent ? " " : "") + text;
+      lastBubble.classList.add("is-partial");
+    }
+    transcriptList.scrollTop = transcriptList.scrollHeight;
+  }
+
+  // -- countdown ------------------------------------------------------------------------------------------
+  function tick() {
+    const left = Math.max(0, (endsAt - Date.now()) / 1000);
+    clock.textContent = formatClock(left);
+    countdown.classList.toggle("countdown--warn", left <= 60);
+    if (left <= 60 && !countdown.dataset.warned) {
+      countdown.dataset.warned = "1";
+      announce("One minute left in this lesson.");
+    }
+  }
+
+  function startClock() {
+    endsAt = Date.now() + totalSeconds * 1000;
+    delete countdown.dataset.warned;
+    tick();
+    clockTimer = window.setInterval(tick, 250);
+  }
+
+  function stopClock() {
+    window.clearInterval(clockTimer);
+    clockTimer = 0;
+  }
+
+  // -- messages -------------------------------------------------------------------------------------------
+  function showError(text) {
+    errorSlot.replaceChildren(
+      h("div", { class: "alert alert--error", role: "alert" }, icon("alert", { size: 20 }), h("div", {}, text)),
+    );
+  }
+
+  function showEnd(reason, { detail = "" } = {}) {
+    const info = endReasonInfo(reason, { duration: companion.duration });
+    const limit = reason === "lesson_limit_reached";
+    const actions = h("div", { class: "lesson-end__actions" });
+    if (limit) {
+      actions.append(h("a", { class: "btn btn--primary", href: "/plans" }, "See plans"));
+    } else {
+      if (lessonId !== null) {
+        actions.append(h("a", { class: "btn btn--outline", href: `/lessons/${lessonId}` }, icon("transcript"), "Read the transcript"));
+      }
+      actions.append(
+        h("button", { type: "button", class: "btn btn--primary", onclick: () => startLesson() }, icon("phone"), "Start another lesson"),
+      );
+    }
+    messageSlot.replaceChildren(
+      h(
+        "section",
+        { class: `lesson-end lesson-end--${info.tone}`, "aria-labelledby": "lesson-end-title", dataset: { reason: reason || "" } },
+        h("span", { class: "lesson-end__icon" }, icon(info.tone === "error" ? "alert" : info.tone === "warn" ? "info" : "check", { size: 24 })),
+        h(
+          "div",
+          { class: "lesson-end__body" },
+          h("h2", { id: "lesson-end-title", tabindex: "-1" }, info.title),
+          h("p", {}, detail && limit ? detail : info.text),
+          detail && !limit && info.tone === "error" ? h("p", { class: "muted small" }, detail) : null,
+          actions,
+        ),
+      ),
+    );
+    announce(`${info.title}. ${limit && detail ? detail : info.text}`, { assertive: info.tone !== "info" });
+    // Keyboard users land on the outcome rather than on a button that just vanished.
+    const title = document.getElementById("lesson-end-title");
+    if (title) title.focus({ preventScroll: false });
+  }
+
+  // -- the call -------------------------------------------------------------------------------------------
+  let lastError = "";
+
+  function wire(voice) {
+    voice.on("call-start", () => {
+      if (disposed) return;
+      setPhase("live");
+      startClock();
+      announce("Lesson started. Your tutor will say hello.");
+    });
+    voice.on("speech-start", () => {
+      root.classList.add("is-speaking");
+      if (phase === "live") tutorStatus.textContent = "Speaking";
+    });
+    voice.on("speech-end", () => {
+      root.classList.remove("is-speaking");
+      if (phase === "live") tutorStatus.textContent = "Listening";
+    });
+    voice.on("volume-level", (value) => {
+      // Light smoothing keeps the orb from flickering between analyser frames.
+      level = level * 0.5 + Math.max(0, Math.min(1, Number(value) || 0)) * 0.5;
+      tutorAvatar.style.setProperty("--level", level.toFixed(3));
+    });
+    voice.on("message", (message) => {
+      if (!message || typeof message !== "object") return;
+      if (message.type === "transcript") onTranscript(message);
+      else if (message.type === "status-update" && message.status === "ended" && message.endedReason) {
+        endedReason = message.endedReason;
+      } else if (message.type === "error") {
+        lastError = errorText(message.error);
+      }
+    });
+    voice.on("error", (err) => {
+      lastError = errorText(err);
+      if (phase === "live" || phase === "connecting") showError(lastError);
+    });
+    voice.on("call-end", () => onCallEnd());
+  }
+
+  async function onCallEnd() {
+    if (phase === "ended" || phase === "idle") return;
+    setPhase("ended");
+    stopClock();
+    root.classList.remove("is-speaking");
+    tutorAvatar.style.setProperty("--level", "0");
+    errorSlot.replaceChildren();
+    let reason = endedReason || (userEnded ? "customer-ended-call" : null);
+    if (!reason && lessonId !== null) {
+      // The stored lesson knows why it ended even when the closing message did not arrive.
+      try {
+        const stored = await get(`/api/lessons/${lessonId}`);
+        reason = stored.end_reason;
+      } catch {
+        reason = null;
+      }
+    }
+    if (disposed) return;
+    showEnd(reason || "customer-disconnected", { detail: lastError });
+    app.refreshMe();
+  }
+
+  async function startLesson() {
+    if (phase === "connecting" || phase === "live") return;
+    messageSlot.replaceChildren();
+    errorSlot.replaceChildren();
+    endedReason = null;
+    userEnded = false;
+    lastError = "";
+    lastBubble = null;
+    transcriptList.replaceChildren();
+    transcriptEmpty.hidden = false;
+    clock.textContent = formatClock(totalSeconds);
+    countdown.classList.remove("countdown--warn");
+    setPhase("connecting");
+    startButton.disabled = true;
+
+    // Browsers only offer a microphone on HTTPS or localhost; say so instead of failing obscurely.
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      setPhase("idle");
+      showError("This browser can't use a microphone on this page. Open the tutor over HTTPS (ask your school's admin).");
+      return;
+    }
+    // Check the microphone before a lesson is counted against the plan.
+    try {
+      const probe = await navigator.mediaDevices.getUserMedia({ audio: true });
+      probe.getTracks().forEach((t) => t.stop());
+    } catch (err) {
+      setPhase("idle");
+      showError(
+        err && err.name === "NotFoundError"
+          ? "No microphone was found. Plug one in, then start the lesson."
+          : "Microphone access is blocked. Allow the microphone for this site (the icon in the address bar), then start again.",
+      );
+      return;
+    }
+    if (phase !== "connecting") return; // cancelled meanwhile
+
+    let lesson;
+    try {
+      lesson = await post(`/api/companions/${companion.id}/lessons`);
+    } catch (err) {
+      setPhase("idle");
+      if (err instanceof ApiError && err.code === "lesson_limit_reached") {
+        lessonId = null;
+        showEnd("lesson_limit_reached", { detail: err.message });
+      } else {
+        showError(errorText(err));
+      }
+      return;
+    }
+    lessonId = lesson.id;
+    companion.lessons_count += 1;
+    lessonsCount.textContent = plural(companion.lessons_count, "lesson");
+    app.refreshMe();
+    if (phase !== "connecting") return;
+
+    try {
+      const call = await get(`/api/lessons/${lesson.id}/call`);
+      if (client) client.removeAllListeners();
+      client = await createVoiceClient(app.config, call);
+      client.setMuted(false);
+      wire(client);
+      drawMute();
+      if (phase !== "connecting") return;
+      await client.start(call.assistant, undefined);
+    } catch (err) {
+      if (phase === "ended" || disposed) return;
+      setPhase("ended");
+      stopClock();
+      const text = errorText(err);
+      const llm = /language model|llm/i.test(text);
+      errorSlot.replaceChildren();
+      showEnd(llm ? "llm-unavailable" : "pipeline-error", { detail: text });
+    }
+  }
+
+  async function endLesson() {
+    if (phase === "connecting" && !client) {
+      setPhase("idle");
+      return;
+    }
+    if (!client) return;
+    userEnded = true;
+    setPhase("ending");
+    try {
+      await client.stop();
+    } finally {
+      // The real SDK reports call-end asynchronously; ours already has. Either way, settle the page.
+      if (phase === "ending") window.setTimeout(() => phase === "ending" && onCallEnd(), 1500);
+    }
+  }
+
+  startButton.addEventListener("click", () => startLesson());
+  endButton.addEventListener("click", () => endLesson());
+  muteButton.addEventListener("click", () => {
+    if (!client) return;
+    const muted = !client.isMuted();
+    client.setMuted(muted);
+    drawMute();
+    announce(muted ? "Microphone off" : "Microphone on");
+  });
+
+  const lessonsCount = h("span", {}, plural(companion.lessons_count, "lesson"));
+
+  // -- header ---------------------------------------------------------------------------------------------
+  const ownerActions = companion.is_mine
+    ? [
+        h("a", { class: "btn btn--ghost btn--sm", href: `/companions/${companion.id}/edit` }, icon("edit", { size: 18 }), "Edit"),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn--ghost btn--sm btn--danger-text",
+            onclick: async () => {
+              if (phase === "live" || phase === "connecting") return;
+              if (!window.confirm(`Delete ${companion.name}? Its lessons and their transcripts are deleted too, for every learner.`)) return;
+              try {
+                await del(`/api/companions/${companion.id}`);
+                await app.refreshMe();
+                app.toast(`${companion.name} was deleted.`);
+                app.navigate("/journey", { force: true });
+              } catch (err) {
+                app.toast(errorText(err), { tone: "error" });
+              }
+            },
+          },
+          icon("trash", { size: 18 }),
+          "Delete",
+        ),
+      ]
+    : [];
+
+  const root = h(
+    "div",
+    { class: "lesson-page", dataset: { phase }, style: { "--subject": look.colour, "--subject-accent": look.accent } },
+    h("a", { class: "link-back", href: "/companions" }, icon("arrowLeft", { size: 16 }), "Library"),
+    h(
+      "header",
+      { class: "lesson-head card" },
+      subjectTile(companion.subject, "lg"),
+      h(
+        "div",
+        { class: "lesson-head__body" },
+        h("div", { class: "lesson-head__badges" }, subjectBadge(companion.subject), h("span", { class: "badge" }, capitalize(companion.style))),
+        h("h1", {}, companion.name),
+        h("p", { class: "lesson-head__topic" }, companion.topic),
+        h(
+          "p",
+          { class: "lesson-head__meta muted" },
+          h("span", {}, icon("clock", { size: 16 }), `${companion.duration} min lesson`),
+          h("span", {}, `${capitalize(companion.voice)} voice`),
+          h("span", {}, `by ${companion.is_mine ? "you" : companion.author.name}`),
+          lessonsCount,
+        ),
+      ),
+      h("div", { class: "lesson-head__actions" }, bookmarkButton(companion, app, { withText: true }), ownerActions),
+    ),
+    h(
+      "section",
+      { class: "stage card", "aria-label": "Lesson controls" },
+      h(
+        "div",
+        { class: "stage__tutor" },
+        tutorAvatar,
+        h("p", { class: "stage__name" }, companion.name),
+        tutorStatus,
+      ),
+      h(
+        "div",
+        { class: "stage__side" },
+        learner,
+        h(
+          "div",
+          { class: "stage__controls" },
+          countdown,
+          h("div", { class: "stage__buttons" }, muteButton, startButton, endButton),
+        ),
+      ),
+    ),
+    errorSlot,
+    messageSlot,
+    h(
+      "section",
+      { class: "card transcript-panel", "aria-labelledby": "transcript-title" },
+      h("div", { class: "section-header" }, h("h2", { id: "transcript-title" }, "Live transcript"), h("span", { class: "live-dot" }, "Live")),
+      transcriptEmpty,
+      transcriptList,
+    ),
+  );
+  setPhase("idle");
+
+  return {
+    title: companion.name,
+    el: root,
+    confirmLeave: () => phase === "live" || phase === "connecting",
+    cleanup: () => {
+      disposed = true;
+      stopClock();
+      if (client && (phase === "live" || phase === "connecting" || phase === "ending")) client.stop();
+      if (client) client.removeAllListeners();
+    },
+  };
+}
