@@ -38,8 +38,18 @@ def _secret_key(settings: Settings) -> str:
     return key
 
 
+# Vapi's end-of-call report carries a whole lesson's conversation (several times over), so its route takes
+# bodies larger than the 1 MiB every other route is held to.
+LARGE_BODY_PATHS = {"/api/vapi/webhook": 16 * 1024 * 1024}
+
+
 class TutorRequest(Request):
-    """A request whose unreadable JSON body is reported as our own `invalid_json` error."""
+    """A request whose body limit depends on its route and whose bad JSON is our own `invalid_json` error."""
+
+    def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
+        if path in LARGE_BODY_PATHS:
+            kwargs["max_content_length"] = LARGE_BODY_PATHS[path]
+        super().__init__(method, scheme, path, *args, **kwargs)
 
     def on_json_loading_failed(self, error: Exception) -> Any:
         raise BadRequest("invalid_json", "The request body is not valid JSON.")
@@ -167,9 +177,10 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     if settings.observability.metrics:
         _register_metrics(app, registry)
 
-    from server.api import auth, companions, lessons, me, sso, system, voice, web
+    from server.api import auth, companions, lessons, me, sso, system, vapi, voice, web
 
-    for blueprint in (system.bp, auth.bp, sso.bp, companions.bp, lessons.bp, me.bp, voice.bp, web.bp):
+    blueprints = (system.bp, auth.bp, sso.bp, companions.bp, lessons.bp, me.bp, voice.bp, vapi.bp, web.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
     @app.before_serving

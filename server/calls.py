@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from quart import has_request_context, request
+
+from server.errors import ServiceUnavailable
 from server.lessons import CompanionView, LiveLesson
 from server.settings import Settings
+
+WEBHOOK_PATH = "/api/vapi/webhook"
+# The server messages our webhook stores. Plain "transcript" (partials are dropped on arrival): Vapi's docs
+# and SDKs quote the final-only variant differently, and a value Vapi refuses would fail the call's start.
+SERVER_MESSAGES = ["status-update", "transcript", "end-of-call-report"]
+# Vapi's accepted range for silenceTimeoutSeconds.
+VAPI_SILENCE_RANGE = (10, 3600)
 
 
 def system_prompt(settings: Settings, companion: CompanionView) -> str:
@@ -20,18 +30,46 @@ def first_message(settings: Settings, companion: CompanionView) -> str:
     )
 
 
+def webhook_url(settings: Settings, request_root: str | None = None) -> str | None:
+    """Where Vapi sends a call's server messages: the configured public address, else the one asked on."""
+    root = settings.server.public_url or request_root
+    return f"{root.rstrip('/')}{WEBHOOK_PATH}" if root else None
+
+
+def _request_root() -> str | None:
+    # Behind a proxy the request's host may be an internal one, which is why server.public_url exists.
+    return request.host_url if has_request_context() else None
+
+
+def _max_duration_seconds(settings: Settings, companion: CompanionView) -> int:
+    seconds = companion.duration * 60
+    cap = settings.voice.max_lesson_secs
+    return min(seconds, int(cap)) if cap > 0 else seconds
+
+
 def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None = None) -> dict[str, Any]:
-    """The assistant for one lesson; in local mode the same shape names our own local stages."""
+    """The assistant for one lesson; in local mode the same shape names our own local stages.
+
+    It goes to the learner's browser, so it never holds a secret: Vapi proves itself to our webhook with the
+    secret configured on Vapi's side (the assistant's or organisation's server URL credential, sent as
+    `X-Vapi-Secret` or `Authorization: Bearer`), never with anything in here.
+    """
     companion = live.companion
     slot = f"{companion.voice}.{companion.style}"
-    if settings.voice.backend == "vapi":
+    hosted = settings.voice.backend == "vapi"
+    if hosted:
         vapi = settings.vapi
+        voice_id = vapi.voices.get(slot)
+        if not voice_id:
+            raise ServiceUnavailable(
+                "vapi_voice_missing", f'No Vapi voice is configured for "{slot}": set vapi.voices."{slot}".'
+            )
         transcriber = {
             "provider": vapi.transcriber_provider,
             "model": vapi.transcriber_model,
             "language": "en",
         }
-        voice: dict[str, Any] = {"provider": vapi.voice_provider, "voiceId": vapi.voices.get(slot, "")}
+        voice: dict[str, Any] = {"provider": vapi.voice_provider, "voiceId": voice_id}
         model: dict[str, Any] = {"provider": vapi.model_provider, "model": vapi.model}
     else:
         stt, tts, llm = settings.voice.stt, settings.voice.tts, settings.voice.llm
@@ -49,17 +87,33 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
         "transcriber": transcriber,
         "voice": voice,
         "model": model,
-        "maxDurationSeconds": companion.duration * 60,
+        "maxDurationSeconds": _max_duration_seconds(settings, companion),
         "metadata": {"lessonId": live.lesson_id, "companionId": companion.id},
     }
+    if hosted:
+        low, high = VAPI_SILENCE_RANGE
+        assistant["endCallMessage"] = settings.voice.goodbye_message
+        assistant["silenceTimeoutSeconds"] = round(min(max(settings.voice.silence_timeout_secs, low), high))
+        assistant["serverMessages"] = list(SERVER_MESSAGES)
+        server_url = server_url or webhook_url(settings, _request_root())
     if server_url:
         assistant["serverUrl"] = server_url
+        if hosted and settings.vapi.server_credential_id:
+            # A reference to the credential kept at Vapi (it holds our webhook secret), never the secret itself:
+            # this JSON goes to the browser.
+            assistant["server"] = {"url": server_url, "credentialId": settings.vapi.server_credential_id}
     return assistant
 
 
 def call_setup(settings: Settings, live: LiveLesson, server_url: str | None = None) -> dict[str, Any]:
+    """What the page hands its voice client: the backend, Vapi's public key (hosted mode), the assistant."""
+    hosted = settings.voice.backend == "vapi"
+    if hosted and not settings.vapi.public_key:
+        raise ServiceUnavailable(
+            "vapi_not_configured", "Hosted voice is on, but vapi.public_key is not set in config.toml."
+        )
     return {
         "backend": settings.voice.backend,
-        "public_key": settings.vapi.public_key if settings.voice.backend == "vapi" else "",
+        "public_key": settings.vapi.public_key if hosted else "",
         "assistant": build_assistant(settings, live, server_url),
     }

@@ -122,12 +122,7 @@ async def mine(db: Database, user: CurrentUser, limit: int) -> LessonList:
 async def recent_companions(db: Database, user: CurrentUser, limit: int) -> CompanionList:
     """Companions of the latest lessons of all learners, newest first, each once; no learner is named."""
     async with db.read() as session:
-        lessons = await store.latest(session, limit * 5)
-        order: list[int] = []
-        for lesson in lessons:
-            if lesson.companion_id not in order:
-                order.append(lesson.companion_id)
-        order = order[:limit]
+        order = await store.latest_companion_ids(session, limit)
         rows = await companion_store.rows_by_ids(session, user.id, order)
     return CompanionList(items=[to_out(rows[i], user.id) for i in order if i in rows])
 
@@ -144,10 +139,10 @@ async def get(db: Database, user: CurrentUser, lesson_id: int) -> LessonOut:
     return _lesson_out(lesson, to_out(row, user.id), transcript)
 
 
-async def get_live_lesson(db: Database, lesson_id: int, learner_id: int) -> LiveLesson:
+async def _live_lesson(db: Database, lesson_id: int, learner_id: int | None) -> LiveLesson:
     async with db.read() as session:
         lesson = await session.get(Lesson, lesson_id)
-        if lesson is None or lesson.learner_id != learner_id:
+        if lesson is None or (learner_id is not None and lesson.learner_id != learner_id):
             raise NotFound("lesson_not_found", "No lesson with that id.")
         if lesson.ended_at is not None:
             raise Conflict("lesson_ended", "This lesson has ended; start a new one.")
@@ -155,6 +150,15 @@ async def get_live_lesson(db: Database, lesson_id: int, learner_id: int) -> Live
     assert c is not None
     view = CompanionView(c.id, c.name, c.subject, c.topic, c.voice, c.style, c.duration)
     return LiveLesson(lesson.id, lesson.learner_id, as_utc(lesson.started_at), view)
+
+
+async def get_live_lesson(db: Database, lesson_id: int, learner_id: int) -> LiveLesson:
+    return await _live_lesson(db, lesson_id, learner_id)
+
+
+async def get_call_lesson(db: Database, lesson_id: int) -> LiveLesson:
+    """A live lesson named by a hosted call (whose webhook is authenticated as Vapi, not as a learner)."""
+    return await _live_lesson(db, lesson_id, None)
 
 
 async def append_transcript(db: Database, lesson_id: int, role: Role, text: str) -> None:

@@ -105,6 +105,9 @@ class VapiSettings(_Section):
     public_key: str = ""
     private_key: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    # The id of a Bearer-token credential created in Vapi's dashboard holding webhook_secret; the assistant names
+    # it so Vapi authenticates its webhooks to us. Empty: rely on an organisation-wide server secret at Vapi.
+    server_credential_id: str = ""
     # Where the page loads the @vapi-ai/web SDK from; empty = the copy installed from npm under web/vendor/.
     sdk_url: str = ""
     transcriber_provider: str = "deepgram"
@@ -186,9 +189,7 @@ def _find_secrets_in_file(data: Mapping[str, Any], prefix: tuple[str, ...] = ())
     return found
 
 
-def load_settings(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from a TOML file (optional) and the environment; raise ConfigError naming a bad key."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}

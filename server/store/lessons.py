@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import Lesson, TranscriptEntry
@@ -22,6 +22,12 @@ async def latest(session: AsyncSession, limit: int, learner_id: int | None = Non
     if learner_id is not None:
         query = query.where(Lesson.learner_id == learner_id)
     return list((await session.execute(query)).scalars())
+
+
+async def latest_companion_ids(session: AsyncSession, limit: int) -> list[int]:
+    """Companion ids of the latest lessons of all learners, newest first, each once (reads the started_at index)."""
+    query = select(Lesson.companion_id).order_by(Lesson.started_at.desc(), Lesson.id.desc()).limit(limit * 5)
+    return list(dict.fromkeys((await session.execute(query)).scalars()))[:limit]
 
 
 async def lock(session: AsyncSession, lesson_id: int) -> Lesson | None:
@@ -43,3 +49,24 @@ async def next_position(session: AsyncSession, lesson_id: int) -> int:
         TranscriptEntry.lesson_id == lesson_id
     )
     return int(await session.scalar(query) or 0) + 1
+
+
+async def lock_by_call(session: AsyncSession, call_id: str) -> Lesson | None:
+    """The lesson a hosted call was recorded against, locked for the rest of the transaction."""
+    result = await session.execute(select(Lesson).where(Lesson.external_call_id == call_id).with_for_update())
+    return result.scalar_one_or_none()
+
+
+async def lesson_id_for_call(session: AsyncSession, call_id: str) -> int | None:
+    return await session.scalar(select(Lesson.id).where(Lesson.external_call_id == call_id))
+
+
+async def has_external_entry(session: AsyncSession, lesson_id: int, external_id: str) -> bool:
+    query = select(TranscriptEntry.id).where(
+        TranscriptEntry.lesson_id == lesson_id, TranscriptEntry.external_id == external_id
+    )
+    return await session.scalar(query) is not None
+
+
+async def clear_transcript(session: AsyncSession, lesson_id: int) -> None:
+    await session.execute(delete(TranscriptEntry).where(TranscriptEntry.lesson_id == lesson_id))

@@ -64,8 +64,9 @@ class Companion(Base):
         CheckConstraint("duration BETWEEN 1 AND 120", name="duration"),
         CheckConstraint("voice IN ('male', 'female')", name="voice"),
         CheckConstraint("style IN ('formal', 'casual')", name="style"),
-        # The library lists newest first, optionally within one subject.
-        Index("ix_companions_subject_created", "subject", "created_at"),
+        # The library lists newest first, optionally within one subject; topic and name ride in the subject
+        # index so counting a subject's search matches reads the index alone.
+        Index("ix_companions_subject_search", "subject", "created_at", "topic", "name"),
         Index("ix_companions_created", "created_at"),
         Index("ix_companions_author_created", "author_id", "created_at"),
     )
@@ -90,6 +91,10 @@ class Lesson(Base):
         Index("ix_lessons_learner_started", "learner_id", "started_at"),
         Index("ix_lessons_started", "started_at"),
         Index("ix_lessons_companion", "companion_id"),
+        # A hosted (Vapi) call belongs to one lesson. A unique index rather than a constraint: adding an index
+        # leaves SQLite's table in place, where a constraint would rebuild it (and a rebuilt parent table
+        # cascades deletes onto transcript_entries).
+        Index("ix_lessons_external_call_id", "external_call_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -99,6 +104,9 @@ class Lesson(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     length_seconds: Mapped[int | None] = mapped_column(Integer)
     end_reason: Mapped[str | None] = mapped_column(String(64))
+    # Hosted mode: the Vapi call id, and when its end-of-call report was stored (after which it is final).
+    external_call_id: Mapped[str | None] = mapped_column(String(100))
+    call_reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     companion: Mapped[Companion] = relationship(lazy="raise")
 
@@ -107,6 +115,8 @@ class TranscriptEntry(Base):
     __tablename__ = "transcript_entries"
     __table_args__ = (
         UniqueConstraint("lesson_id", "position", name="uq_transcript_entries_lesson_position"),
+        # A retried webhook carries the same external id, so it cannot add an utterance twice.
+        Index("ix_transcript_entries_lesson_external", "lesson_id", "external_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -114,6 +124,8 @@ class TranscriptEntry(Base):
     position: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
+    # Set for utterances that came from a hosted call's webhook; NULL for the local pipeline's.
+    external_id: Mapped[str | None] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

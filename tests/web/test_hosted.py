@@ -128,6 +128,8 @@ def test_hosted_lesson_uses_the_sdk_with_the_servers_assistant(hosted_page: Page
     lessons = page.request.get("/api/me/lessons").json()["items"]
     assert assistant["metadata"]["lessonId"] == lessons[0]["id"]
     assert lessons[0]["companion"]["id"] == companion
+    # No webhook reached this server, yet the page's hang-up marked the lesson ended.
+    assert lessons[0]["end_reason"] == "customer-ended-call" and lessons[0]["ended_at"] is not None
     # Only the import differs: our own WebRTC client was never loaded.
     loaded = page.evaluate("performance.getEntriesByType('resource').map((entry) => entry.name)")
     assert any(url.endswith(SDK_PATH) for url in loaded)

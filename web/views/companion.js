@@ -38,6 +38,7 @@ export async function companionView(ctx) {
   let phase = "idle"; // idle | connecting | live | ending | ended
   let client = null;
   let lessonId = null;
+  let hosted = false; // the call runs on Vapi, which records it through webhooks
   let endedReason = null;
   let userEnded = false;
   let clockTimer = 0;
@@ -302,6 +303,15 @@ export async function companionView(ctx) {
     root.classList.remove("is-speaking");
     tutorAvatar.style.setProperty("--level", "0");
     errorSlot.replaceChildren();
+    if (lessonId !== null && hosted) {
+      // Hosted calls are recorded by Vapi's webhooks; this marks the lesson ended even if none arrives
+      // (the end-of-call report still overwrites the reason and length when it comes).
+      try {
+        await post(`/api/lessons/${lessonId}/end`);
+      } catch {
+        // Already ended, or the server is unreachable: nothing more the page can do.
+      }
+    }
     let reason = endedReason || (userEnded ? "customer-ended-call" : null);
     if (!reason && lessonId !== null) {
       // The stored lesson knows why it ended even when the closing message did not arrive.
@@ -374,6 +384,7 @@ export async function companionView(ctx) {
 
     try {
       const call = await get(`/api/lessons/${lesson.id}/call`);
+      hosted = (call.backend || app.config.voice.backend) === "vapi";
       if (client) client.removeAllListeners();
       client = await createVoiceClient(app.config, call);
       client.setMuted(false);
