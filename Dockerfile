@@ -1,5 +1,6 @@
 # One process per container serves the API, the page and live lessons, on local models from their packages.
-# The install step is `make setup`, the same one CI runs, with the runtime-only lock.
+# The install step is `make setup`, the same one CI runs, with the runtime-only lock; node and npm bundle the
+# @vapi-ai/web SDK for hosted mode from the npm registry (Debian bookworm's Node 18 meets its >=18).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_NO_CACHE=1
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make \
+    && apt-get install -y --no-install-recommends make nodejs npm \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 tutor \
     && mkdir -p /data \

@@ -13,7 +13,9 @@ lock: setup
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 	$(BIN)/uv pip compile -q pyproject.toml --python-version 3.11 -o requirements-runtime.lock
 
+# The hosted-mode page loads the real @vapi-ai/web SDK, bundled from npm into web/vendor/ (skipped when current).
 setup: $(VENV)/.installed
+	bash scripts/build-vendor.sh
 
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -207,9 +207,11 @@ class LessonClient:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+            with contextlib.suppress(asyncio.CancelledError, MediaStreamError, ConnectionError):
                 await task
-        await self.pc.close()
+        # Closing a peer whose transport already died can wait on it for long; a hang-up must not hang.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pc.close(), 10)
 
     async def __aenter__(self) -> LessonClient:
         return self
@@ -239,7 +241,13 @@ class LessonClient:
         The actual time differs from `send_pcm`'s prediction only if the event loop stalled the sender.
         """
         predicted, mark = self._queue(pcm, sample_rate)
-        await self._mic.wait_drained()
+        # If the connection dies the sender stops pulling frames and the queue never drains: give up once
+        # the queued audio should long have gone out, rather than wait forever.
+        allowed = max(0.0, self._mic.queue_end_time() - time.monotonic()) + 5.0
+        try:
+            await asyncio.wait_for(self._mic.wait_drained(), allowed)
+        except TimeoutError:
+            raise ConnectionError(f"queued audio is not being sent (connection {self.pc.connectionState})") from None
         if mark is not None and mark.sent_at is not None:
             return mark.sent_at
         return predicted
@@ -266,7 +274,7 @@ class LessonClient:
     async def _ping(self) -> None:
         # Same keep-alive as pipecat's browser client: the server treats >3 s without a ping as gone.
         while True:
-            if self._channel.readyState == "open":
+            if self._channel.readyState == "open" and self.pc.connectionState == "connected":
                 self._channel.send(f"ping: {int(time.time() * 1000)}")
             await asyncio.sleep(self._ping_interval)
 

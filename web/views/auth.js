@@ -12,6 +12,24 @@ export function safeNext(next) {
   return next;
 }
 
+// Why the school sign-in sent the learner back here: the SSO callback redirects to /signin?error=<code>.
+const SSO_RETRY = "Your school's sign-in didn't go through — try again.";
+const SSO_ERRORS = {
+  sso_denied: "Sign-in was cancelled at your school.",
+  sso_state_mismatch: "That sign-in link expired — try again.",
+  sso_unavailable: "Your school's sign-in service is unreachable.",
+  sso_exchange_failed: SSO_RETRY,
+  sso_invalid_token: SSO_RETRY,
+  sso_provider_error: SSO_RETRY,
+  sso_email_taken: "This email belongs to another school account.",
+};
+const SSO_GENERIC = "Signing in with your school didn't work — try again, or sign in with your email.";
+
+/** The message for a sign-in error code; unknown codes get a generic one rather than the raw code. */
+export function ssoErrorMessage(code) {
+  return Object.hasOwn(SSO_ERRORS, code) ? SSO_ERRORS[code] : SSO_GENERIC;
+}
+
 function ssoBlock(config, next) {
   const sso = config.sso || {};
   if (!sso.enabled) return null;
@@ -63,6 +81,8 @@ async function submitForm(form, alertSlot, request) {
 export async function signInView(ctx) {
   const { app, query } = ctx;
   const next = safeNext(query.get("next"));
+  const errorCode = query.get("error");
+  const errorMessage = errorCode ? ssoErrorMessage(errorCode) : "";
   const alertSlot = h("div", { class: "form-alert-slot" });
   const form = h(
     "form",
@@ -89,16 +109,29 @@ export async function signInView(ctx) {
     app.toast(`Welcome back, ${user.name}!`);
     app.navigate(next, { replace: true, force: true });
   });
+  // Above the SSO button too, so it is the first thing read; the form's own alerts replace it on submit.
+  const ssoAlert = errorMessage ? h("div", { class: "form-alert-slot auth__sso-error" }, formAlert(errorMessage)) : null;
+  form.addEventListener("submit", () => ssoAlert && ssoAlert.remove());
   const body = h(
     "div",
     {},
+    ssoAlert,
     ssoBlock(app.config, next),
     form,
     app.config.registration
       ? h("p", { class: "auth__switch" }, "New here? ", h("a", { href: withNext("/signup", next) }, "Create an account"))
       : null,
   );
-  return { title: "Sign in", el: authShell("Welcome back", "Sign in to continue learning.", body) };
+  return {
+    title: "Sign in",
+    el: authShell("Welcome back", "Sign in to continue learning.", body),
+    mounted: () => {
+      if (!errorCode) return;
+      announce(errorMessage, { assertive: true });
+      // Drop the code from the address so a reload or a shared link does not show a stale failure.
+      history.replaceState(history.state, "", withNext("/signin", next));
+    },
+  };
 }
 
 export async function signUpView(ctx) {

@@ -20,12 +20,21 @@ async function createVoiceClient(config, call) {
   return backend === "vapi" ? new Vapi(publicKey) : new Vapi(publicKey, location.origin);
 }
 
+const VOICE_EVENTS = ["call-start", "call-end", "speech-start", "speech-end", "volume-level", "message", "error"];
+
+/** Detach the page's handlers; the real SDK's removeAllListeners() without an event name clears nothing. */
+function detach(client) {
+  for (const event of VOICE_EVENTS) client.removeAllListeners(event);
+}
+
 function errorText(err) {
-  if (!err) return "The tutor ran into a problem.";
-  if (typeof err === "string") return err;
-  if (err.message) return err.message;
-  if (err.error && err.error.message) return err.error.message;
-  if (err.errorMsg) return err.errorMsg;
+  // The real SDK nests its reason, e.g. {type: "start-method-error", error: {message: {message: "..."}}}.
+  for (let value = err, depth = 0; value && depth < 4; depth += 1) {
+    if (typeof value === "string") return value;
+    const next = value.message ?? value.errorMsg ?? value.error;
+    if (typeof next === "string" && next) return next;
+    value = next;
+  }
   return "The tutor ran into a problem.";
 }
 
@@ -136,7 +145,7 @@ export async function companionView(ctx) {
     endButton.hidden = !inCall;
     endButton.disabled = next === "ending";
     startButton.disabled = false;
-    muteButton.disabled = !(next === "live" || next === "connecting");
+    muteButton.disabled = next !== "live"; // the real SDK has no call to mute until it is live
     const labels = {
       idle: "Ready when you are",
       connecting: "Connecting…",
@@ -385,13 +394,16 @@ export async function companionView(ctx) {
     try {
       const call = await get(`/api/lessons/${lesson.id}/call`);
       hosted = (call.backend || app.config.voice.backend) === "vapi";
-      if (client) client.removeAllListeners();
+      if (client) detach(client);
       client = await createVoiceClient(app.config, call);
-      client.setMuted(false);
       wire(client);
       drawMute();
       if (phase !== "connecting") return;
-      await client.start(call.assistant, undefined);
+      const started = await client.start(call.assistant, undefined);
+      // The real SDK reports a failed start with an `error` event and resolves null instead of rejecting.
+      if (started === null && phase === "connecting") {
+        throw new Error(lastError || "The voice service did not start the lesson.");
+      }
     } catch (err) {
       if (phase === "ended" || disposed) return;
       setPhase("ended");
@@ -526,7 +538,7 @@ export async function companionView(ctx) {
       disposed = true;
       stopClock();
       if (client && (phase === "live" || phase === "connecting" || phase === "ending")) client.stop();
-      if (client) client.removeAllListeners();
+      if (client) detach(client);
     },
   };
 }

@@ -1,0 +1,919 @@
+"""Voice benchmark: our lesson pipeline against stock pipecat, driven by the same browser-like client and clips.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.voice                  # both pipelines, K = 1, 2, 4, 8
+    .venv/bin/python -m bench.voice --max-k 12       # also K = 10, 12
+    .venv/bin/python -m bench.voice --only stock --turns 12 --json
+
+Both servers run in their own process (so their resident memory can be read and neither shares a GIL with
+the client), against one scripted OpenAI-compatible LLM in this process. Stock pipecat is measured first,
+so its figures come out even when our pipeline is not working.
+
+Figures: voice-to-voice (the last speech sample of the learner's clip leaving the client -> the first
+non-silent tutor audio arriving at the client) p50/p95 per pipeline and their ratio; lesson set-up (offer
+sent -> answer received) and offer -> first greeting audio; K simultaneous lessons of ours each speaking
+every few seconds, with the largest K whose p95 voice-to-voice stays within 2 s and the server's resident
+memory per extra lesson; and where the time goes, from the client (transcript and LLM request times) and
+from each server's pipecat UserBotLatencyObserver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+import numpy as np
+
+from tests.support.rtc_client import LessonClient
+from tests.support.scripted_llm import ScriptedLLM
+from tests.support.speech import synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+
+V2V_TARGET_SECS = 2.0
+"""The concurrency bar from issue 3: the largest K whose p95 voice-to-voice stays within this."""
+RESPONSE_TIMEOUT = 15.0
+"""A turn whose answer has not started within this many seconds counts as failed."""
+QUIET_SECS = 1.2
+"""Tutor silence that counts as "finished speaking" before the learner takes the next turn."""
+
+COMPANION = {
+    "name": "River Rita",
+    "subject": "geography",
+    "topic": "the great rivers of the world",
+    "voice": "female",
+    "style": "casual",
+    "duration": 60,
+}
+
+LEARNER_LINES = [
+    "Can you tell me about the longest river in Africa?",
+    "Why do rivers always flow toward the sea?",
+    "What exactly is a river delta?",
+    "How do farmers use rivers to grow their crops?",
+    "I think the Amazon carries more water than any other river. Is that right?",
+    "Could you explain what a tributary is?",
+]
+
+TUTOR_REPLIES = [
+    "Great question! The Nile is the longest river in Africa, flowing north all the way to the Mediterranean.",
+    "Rivers flow downhill because of gravity, so they end up in a lake or the sea. Does that make sense?",
+    "A delta is the fan of land a river builds where it meets the sea, from all the mud it carries.",
+    "Farmers take water from rivers to irrigate their fields, and floods leave rich soil behind.",
+    "Yes, you're right! The Amazon carries more water than the next seven largest rivers put together.",
+    "A tributary is a smaller river that flows into a bigger one, like a branch joining a tree trunk.",
+]
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """One learner turn as the client saw it (monotonic seconds)."""
+
+    speech_end: float
+    first_audio: float | None
+    user_final: float | None = None
+    llm_request: float | None = None
+
+    @property
+    def v2v(self) -> float | None:
+        return None if self.first_audio is None else self.first_audio - self.speech_end
+
+
+@dataclass
+class Setup:
+    answer_secs: float
+    greeting_secs: float | None
+
+
+@dataclass
+class ConcurrencyRow:
+    k: int
+    turns: list[Turn]
+    setups: list[Setup]
+    rss_before_mb: float | None
+    rss_peak_mb: float | None
+    client_lag_p95_ms: float
+
+    @property
+    def v2vs(self) -> list[float]:
+        return [t.v2v for t in self.turns if t.v2v is not None]
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for t in self.turns if t.v2v is None)
+
+    @property
+    def p95(self) -> float | None:
+        # A failed turn counts as the slowest possible answer.
+        values = self.v2vs + [RESPONSE_TIMEOUT] * self.failed
+        return percentile(values, 95)
+
+
+@dataclass
+class PipelineResult:
+    name: str
+    error: str | None = None
+    turns: list[Turn] = field(default_factory=list)
+    setups: list[Setup] = field(default_factory=list)
+    server_breakdown: dict[str, float] = field(default_factory=dict)
+    server_turns: int = 0
+    rss_idle_mb: float | None = None
+    rss_one_lesson_mb: float | None = None
+    concurrency: list[ConcurrencyRow] = field(default_factory=list)
+    client_lag_p95_ms: float = 0.0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+# -- measuring helpers -----------------------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    text: str
+    pcm: np.ndarray
+    rate: int
+
+
+def make_clips() -> list[Clip]:
+    """The learner's lines, spoken by piper once and sent identically to both pipelines."""
+    # Short trailing silence: the client keeps sending silence by itself, and voice-to-voice is timed from
+    # the last speech sample, not from the end of the clip.
+    return [
+        Clip(text, synthesize(text, sample_rate=16000, leading_silence=0.3, trailing_silence=0.1), 16000)
+        for text in LEARNER_LINES
+    ]
+
+
+class LoopLag:
+    """Measures how late this process's event loop wakes up, to show the client is not the bottleneck."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.samples = []
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.05)
+            self.samples.append(time.monotonic() - before - 0.05)
+
+    async def stop(self) -> float:
+        """Stop and return the p95 lag in milliseconds."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return 1000 * (percentile(self.samples, 95) or 0.0)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process from /proc (no psutil needed)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the two servers -------------------------------------------------------------------------------
+
+PostOffer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Target:
+    """A server under test: starts, hands out lessons (as offer-posting callables), reports its memory."""
+
+    name = ""
+    pid: int | None = None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def new_lesson(self) -> PostOffer:
+        raise NotImplementedError
+
+    def is_user_final(self, message: Any) -> bool:
+        raise NotImplementedError
+
+    def server_breakdowns(self) -> list[dict[str, float]]:
+        """Per-turn {part label: seconds} from the server's UserBotLatencyObserver, where it reports them."""
+        return []
+
+    def rss_mb(self) -> float | None:
+        return rss_mb(self.pid) if self.pid else None
+
+
+async def _stop_process(process: asyncio.subprocess.Process) -> None:
+    """Ask a server we started to shut down (SIGINT, like Ctrl-C), and kill it if it has not within 10 s."""
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(process.wait(), 10)
+    except TimeoutError:
+        process.kill()
+
+
+class StockTarget(Target):
+    """bench.stock_pipecat in a subprocess: pipecat's defaults, models loaded per session."""
+
+    name = "stock pipecat"
+
+    def __init__(
+        self, llm_url: str, system_prompt: str, first_message: str, log_dir: Path, breakdown: bool = True
+    ) -> None:
+        self._args = [
+            *([] if breakdown else ["--no-latency-observer"]),
+            "--llm-base-url",
+            llm_url,
+            "--system-prompt",
+            system_prompt,
+            "--first-message",
+            first_message,
+        ]
+        self._log_path = log_dir / "stock_pipecat.log"
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._latency: list[dict[str, Any]] = []
+        self._http = httpx.AsyncClient(timeout=60)
+        self.base_url = ""
+
+    async def start(self) -> None:
+        log: TextIO = self._log_path.open("w")
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.stock_pipecat",
+            *self._args,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
+        log.close()
+        self.pid = self._process.pid
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), 120)
+        if not line.startswith(b"READY "):
+            raise RuntimeError(f"stock server did not start; see {self._log_path}")
+        self.base_url = f"http://127.0.0.1:{json.loads(line.split(b' ', 1)[1])['port']}"
+        self._reader = asyncio.create_task(self._read_stdout())
+
+    async def _read_stdout(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        async for raw in self._process.stdout:
+            kind, _, payload = raw.decode().partition(" ")
+            if kind == "LATENCY":
+                self._latency.append(json.loads(payload))
+
+    async def stop(self) -> None:
+        await self._http.aclose()
+        if self._process is not None:
+            await _stop_process(self._process)
+            await self._process.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def new_lesson(self) -> PostOffer:
+        async def post_offer(offer: dict[str, Any]) -> dict[str, Any]:
+            response = await self._http.post(f"{self.base_url}/api/offer", json=offer)
+            response.raise_for_status()
+            answer: dict[str, Any] = response.json()
+            return answer
+
+        return post_offer
+
+    def is_user_final(self, message: Any) -> bool:
+        return (
+            isinstance(message, dict)
+            and message.get("type") == "user-transcription"
+            and bool((message.get("data") or {}).get("final"))
+        )
+
+    def server_breakdowns(self) -> list[dict[str, float]]:
+        return [
+            {c["label"]: c["secs"] for c in entry["contributions"]}
+            for entry in self._latency
+            if entry.get("measured_from") == "user_silence"
+        ]
+
+
+class OursTarget(Target):
+    """Our server (`tutor serve`) in a subprocess, driven through its HTTP API like the page drives it."""
+
+    name = "ours"
+    EMAIL = "bench@school.test"
+    PASSWORD = "bench-password-123"
+
+    def __init__(self, llm_url: str, log_dir: Path, breakdown: bool = True) -> None:
+        self._llm_url = llm_url
+        self._breakdown = breakdown
+        self._dir = log_dir / "ours"
+        self._log_path = log_dir / "ours.log"
+        self._process: asyncio.subprocess.Process | None = None
+        self._http = httpx.AsyncClient(timeout=60)
+        self.base_url = ""
+        self._companion_id: int | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+        env.update(
+            {
+                "PYTHONPATH": str(REPO),
+                "TUTOR_SERVER__DATA_DIR": str(self._dir / "data"),
+                "TUTOR_SERVER__LOG_LEVEL": "INFO",
+                "TUTOR_DATABASE__AUTO_MIGRATE": "true",
+                "TUTOR_VOICE__PRELOAD": "true",
+                "TUTOR_VOICE__MAX_LIVE_LESSONS": "0",
+                "TUTOR_VOICE__MODELS_DIR": str(REPO / "models"),
+                "TUTOR_VOICE__LLM__BASE_URL": self._llm_url,
+                "TUTOR_VOICE__LLM__MODEL": "scripted-tutor",
+                # The same UserBotLatencyObserver stock pipecat runs with, so both pay the same for it.
+                "TUTOR_VOICE__LOG_LATENCY": "true" if self._breakdown else "false",
+            }
+        )
+        return env
+
+    def _cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "server.cli", *args]
+
+    async def start(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        with self._log_path.open("wb") as log:
+            # cwd is a scratch directory so a config.toml in the repository cannot change what is measured.
+            self._process = await asyncio.create_subprocess_exec(
+                *self._cli("serve", "--host", "127.0.0.1", "--port", str(port)),
+                cwd=self._dir,
+                env=self._env(),
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        self.pid = self._process.pid
+        deadline = time.monotonic() + 120
+        while True:
+            if self._process.returncode is not None:
+                raise RuntimeError(f"our server exited with {self._process.returncode}; see {self._log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await self._http.get(f"{self.base_url}/healthz")).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"our server did not answer /healthz; see {self._log_path}")
+            await asyncio.sleep(0.3)
+
+        response = await self._http.post(
+            f"{self.base_url}/api/auth/register",
+            json={"email": self.EMAIL, "password": self.PASSWORD, "name": "Bench Learner"},
+        )
+        _expect(response, 201, "register")
+        # The free plan caps lessons; the benchmark starts dozens.
+        set_plan = await asyncio.create_subprocess_exec(
+            *self._cli("users", "set-plan", self.EMAIL, "pro"),
+            cwd=self._dir,
+            env=self._env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await set_plan.communicate()
+        if set_plan.returncode != 0:
+            raise RuntimeError(f"tutor users set-plan failed: {output.decode().strip()}")
+        response = await self._http.post(
+            f"{self.base_url}/api/auth/login", json={"email": self.EMAIL, "password": self.PASSWORD}
+        )
+        _expect(response, 200, "login")
+        response = await self._http.post(f"{self.base_url}/api/companions", json=COMPANION)
+        _expect(response, 201, "create companion")
+        self._companion_id = int(response.json()["id"])
+
+    async def stop(self) -> None:
+        await self._http.aclose()
+        if self._process is not None:
+            await _stop_process(self._process)
+            await self._process.wait()
+
+    async def new_lesson(self) -> PostOffer:
+        response = await self._http.post(f"{self.base_url}/api/companions/{self._companion_id}/lessons")
+        _expect(response, 201, "start lesson")
+        lesson_id = int(response.json()["id"])
+
+        async def post_offer(offer: dict[str, Any]) -> dict[str, Any]:
+            answer = await self._http.post(f"{self.base_url}/api/lessons/{lesson_id}/offer", json=offer)
+            _expect(answer, 200, "offer")
+            body: dict[str, Any] = answer.json()
+            return body
+
+        return post_offer
+
+    def is_user_final(self, message: Any) -> bool:
+        return (
+            isinstance(message, dict)
+            and message.get("type") == "transcript"
+            and message.get("role") == "user"
+            and message.get("transcriptType") == "final"
+        )
+
+    def server_breakdowns(self) -> list[dict[str, float]]:
+        # With voice.log_latency on, server/pipeline/lesson.py logs "voice: lesson N: reply in X s
+        # (label secs, ...)" per reply.
+        pattern = re.compile(r"voice: lesson \d+: (?:response|reply) in [\d.]+ s \((.*)\)")
+        found = []
+        with contextlib.suppress(OSError):
+            for line in self._log_path.read_text(errors="replace").splitlines():
+                match = pattern.search(line)
+                if not match:
+                    continue
+                parts: dict[str, float] = {}
+                for part in match.group(1).split(", "):
+                    label, _, secs = part.rpartition(" ")
+                    with contextlib.suppress(ValueError):
+                        parts[label] = float(secs)
+                # Only answers to the learner: the greeting's breakdown (timed from the client connecting)
+                # has no endpointing wait.
+                if "endpointing wait" in parts:
+                    found.append(parts)
+        return found
+
+
+def _expect(response: httpx.Response, status: int, what: str) -> None:
+    if response.status_code != status:
+        raise RuntimeError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+
+
+# -- one lesson ------------------------------------------------------------------------------------
+
+
+async def open_lesson(target: Target) -> tuple[LessonClient, Setup]:
+    """Connect a new lesson and wait for the tutor's greeting to finish."""
+    post_offer = await target.new_lesson()
+    client = LessonClient()
+    try:
+        await client.connect(post_offer, timeout=60)
+        assert client.offer_sent_at is not None and client.answer_received_at is not None
+        greeting: float | None
+        try:
+            greeting = await client.wait_for_audio(after=client.offer_sent_at, timeout=30)
+            await client.wait_for_quiet(QUIET_SECS, timeout=60)
+        except TimeoutError:
+            greeting = None
+    except BaseException:
+        await client.close()
+        raise
+    setup = Setup(
+        answer_secs=client.answer_received_at - client.offer_sent_at,
+        greeting_secs=None if greeting is None else greeting - client.offer_sent_at,
+    )
+    return client, setup
+
+
+async def converse(
+    client: LessonClient,
+    target: Target,
+    clips: list[Clip],
+    turns: int,
+    pause: Callable[[], float],
+    llm: ScriptedLLM | None,
+    first_clip: int = 0,
+    verbose: bool = False,
+) -> list[Turn]:
+    """Speak `turns` clips, each once the tutor has finished answering the previous one."""
+    results: list[Turn] = []
+    for i in range(turns):
+        await asyncio.sleep(pause())
+        clip = clips[(first_clip + i) % len(clips)]
+        started = time.monotonic()
+        try:
+            speech_end = await client.speak(clip.pcm, clip.rate)
+        except ConnectionError as exc:
+            # The lesson's connection died (it happens on an overloaded machine): the rest of it fails.
+            print(f"    lesson lost at turn {i + 1}: {exc}", file=sys.stderr)
+            results.extend(Turn(speech_end=0.0, first_audio=None) for _ in range(turns - i))
+            break
+        try:
+            first_audio: float | None = await client.wait_for_audio(after=speech_end, timeout=RESPONSE_TIMEOUT)
+        except TimeoutError:
+            first_audio = None
+        turn = Turn(speech_end=speech_end, first_audio=first_audio)
+        turn.user_final = client.message_time(target.is_user_final, since=started)
+        if llm is not None:
+            until = first_audio if first_audio is not None else time.monotonic()
+            requests = [t for t in list(llm.request_times) if started <= t <= until]
+            turn.llm_request = requests[-1] if requests else None
+        results.append(turn)
+        if verbose:
+            print(f"    turn {i + 1}: {describe(turn)}", file=sys.stderr)
+        with contextlib.suppress(TimeoutError):
+            if first_audio is None:
+                # A late answer must not be taken for the next turn's: let it arrive and finish first.
+                await client.wait_for_audio(after=speech_end, timeout=30)
+            await client.wait_for_quiet(QUIET_SECS, timeout=60)
+    return results
+
+
+def describe(turn: Turn) -> str:
+    def since_end(t: float | None) -> str:
+        return "-" if t is None else f"{t - turn.speech_end:+.2f} s"
+
+    return (
+        f"voice-to-voice {since_end(turn.first_audio)}, user transcript {since_end(turn.user_final)}, "
+        f"LLM request {since_end(turn.llm_request)}"
+    )
+
+
+# -- phases ----------------------------------------------------------------------------------------
+
+
+async def measure_sequential(
+    target: Target,
+    clips: list[Clip],
+    llm: ScriptedLLM,
+    turns: int,
+    setups: int,
+    result: PipelineResult,
+    verbose: bool = False,
+) -> None:
+    """Warm up, time `setups` lesson set-ups, then `turns` turns in one lesson, one at a time."""
+    lag = LoopLag()
+    result.rss_idle_mb = target.rss_mb()
+    client, _ = await open_lesson(target)  # warm-up: first-use costs (imports, caches) are not set-up
+    await client.close()
+    await asyncio.sleep(1.0)
+    for _ in range(setups):
+        client, setup = await open_lesson(target)
+        result.setups.append(setup)
+        await client.close()
+        await asyncio.sleep(0.5)
+
+    client, setup = await open_lesson(target)
+    result.setups.append(setup)
+    lag.start()
+    try:
+        result.turns = await converse(client, target, clips, turns, lambda: 0.5, llm, verbose=verbose)
+        result.rss_one_lesson_mb = target.rss_mb()
+    finally:
+        result.client_lag_p95_ms = await lag.stop()
+        await client.close()
+    await asyncio.sleep(1.0)
+    breakdowns = target.server_breakdowns()
+    result.server_turns = len(breakdowns)
+    totals: dict[str, list[float]] = defaultdict(list)
+    for parts in breakdowns:
+        for label, secs in parts.items():
+            totals[label].append(secs)
+    # Mean over turns (a part missing from a turn counts as 0 there), so the parts add up to the mean total.
+    result.server_breakdown = {label: sum(v) / len(breakdowns) for label, v in totals.items()}
+
+
+async def run_k(target: Target, clips: list[Clip], k: int, turns: int, rng: random.Random) -> ConcurrencyRow:
+    """K lessons at once, each greeting, then speaking `turns` times with a few seconds between."""
+    lag = LoopLag()
+    rss_before = target.rss_mb()
+    peak = rss_before or 0.0
+    setups: list[Setup] = []
+    all_turns: list[Turn] = []
+
+    async def lesson(index: int) -> None:
+        # Staggered joins and pauses, so the K learners do not all stop talking at the same instant.
+        await asyncio.sleep(rng.uniform(0, 1.5))
+        client, setup = await open_lesson(target)
+        setups.append(setup)
+        try:
+            pause = lambda: rng.uniform(1.0, 3.0)  # noqa: E731 -- a one-line policy reads best inline
+            all_turns.extend(await converse(client, target, clips, turns, pause, None, first_clip=index))
+        finally:
+            await client.close()
+
+    async def sample_rss() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, target.rss_mb() or 0.0)
+            await asyncio.sleep(0.25)
+
+    lag.start()
+    sampler = asyncio.create_task(sample_rss())
+    outcomes = await asyncio.gather(*(lesson(i) for i in range(k)), return_exceptions=True)
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    lag_ms = await lag.stop()
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            print(f"  K={k}: a lesson failed: {outcome!r}", file=sys.stderr)
+            all_turns.extend(Turn(speech_end=0.0, first_audio=None) for _ in range(turns))
+    return ConcurrencyRow(k, all_turns, setups, rss_before, peak or None, lag_ms)
+
+
+async def measure_concurrency(
+    target: Target, clips: list[Clip], ks: list[int], turns: int, seed: int, stop_early: bool
+) -> list[ConcurrencyRow]:
+    """Each K in turn; stop after the first K over the 2 s bar unless told to go on."""
+    rows = []
+    for k in ks:
+        row = await run_k(target, clips, k, turns, random.Random(seed + k))
+        rows.append(row)
+        p95 = row.p95
+        print(
+            f"  K={k}: {len(row.v2vs)} turns, p95 voice-to-voice "
+            f"{'-' if p95 is None else f'{p95:.2f} s'}, {row.failed} failed",
+            file=sys.stderr,
+        )
+        await asyncio.sleep(2.0)  # let the server tear the lessons down before the next K
+        if stop_early and (p95 is None or p95 > V2V_TARGET_SECS):
+            break
+    return rows
+
+
+async def run_target(
+    target: Target,
+    clips: list[Clip],
+    llm: ScriptedLLM,
+    args: argparse.Namespace,
+    ks: list[int],
+) -> PipelineResult:
+    result = PipelineResult(target.name)
+    print(f"{target.name}: starting", file=sys.stderr)
+    try:
+        await target.start()
+        print(f"{target.name}: {args.turns} turns in one lesson", file=sys.stderr)
+        await measure_sequential(target, clips, llm, args.turns, args.setups, result, args.verbose)
+        if ks:
+            print(f"{target.name}: concurrency, K = {ks}", file=sys.stderr)
+            result.concurrency = await measure_concurrency(target, clips, ks, args.k_turns, args.seed, not args.all_k)
+    except Exception as exc:  # reported in the table: the other pipeline's figures still stand
+        result.error = f"{type(exc).__name__}: {exc}"
+        print(f"{target.name}: FAILED: {result.error}", file=sys.stderr)
+    finally:
+        await target.stop()
+    return result
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def summarize(result: PipelineResult) -> dict[str, Any]:
+    v2v = [t.v2v for t in result.turns if t.v2v is not None]
+    to_final = [t.user_final - t.speech_end for t in result.turns if t.user_final is not None]
+    to_llm = [t.llm_request - t.speech_end for t in result.turns if t.llm_request is not None]
+    llm_to_audio = [
+        t.first_audio - t.llm_request for t in result.turns if t.llm_request is not None and t.first_audio is not None
+    ]
+    answers = [s.answer_secs for s in result.setups]
+    greetings = [s.greeting_secs for s in result.setups if s.greeting_secs is not None]
+    largest_ok = None
+    for row in result.concurrency:
+        if row.p95 is not None and row.p95 <= V2V_TARGET_SECS:
+            largest_ok = row.k
+        else:
+            break
+    return {
+        "name": result.name,
+        "error": result.error,
+        "turns": len(result.turns),
+        "failed_turns": sum(1 for t in result.turns if t.v2v is None),
+        "v2v_p50": percentile(v2v, 50),
+        "v2v_p95": percentile(v2v, 95),
+        "v2v_min": min(v2v) if v2v else None,
+        "v2v_max": max(v2v) if v2v else None,
+        "setup_answer_p50": percentile(answers, 50),
+        "setup_answer_max": max(answers) if answers else None,
+        "setup_greeting_p50": percentile(greetings, 50),
+        "client_end_to_user_transcript_p50": percentile(to_final, 50),
+        "client_end_to_llm_request_p50": percentile(to_llm, 50),
+        "client_llm_request_to_first_audio_p50": percentile(llm_to_audio, 50),
+        "server_breakdown_mean": result.server_breakdown,
+        "server_breakdown_turns": result.server_turns,
+        "rss_idle_mb": result.rss_idle_mb,
+        "rss_one_lesson_mb": result.rss_one_lesson_mb,
+        "client_loop_lag_p95_ms": result.client_lag_p95_ms,
+        "concurrency": [
+            {
+                "k": row.k,
+                "turns": len(row.v2vs),
+                "failed": row.failed,
+                "v2v_p50": percentile(row.v2vs, 50),
+                "v2v_p95": row.p95,
+                "setup_answer_p50": percentile([s.answer_secs for s in row.setups], 50),
+                "rss_before_mb": row.rss_before_mb,
+                "rss_peak_mb": row.rss_peak_mb,
+                "client_loop_lag_p95_ms": row.client_lag_p95_ms,
+            }
+            for row in result.concurrency
+        ],
+        "largest_k_within_2s": largest_ok,
+        "mb_per_extra_lesson": mb_per_lesson(result),
+        "raw_v2v": [round(x, 4) for x in v2v],
+    }
+
+
+def mb_per_lesson(result: PipelineResult) -> float | None:
+    """Slope of peak RSS against K (least squares), the memory one more live lesson costs."""
+    points = [(row.k, row.rss_peak_mb) for row in result.concurrency if row.rss_peak_mb is not None]
+    if len(points) < 2:
+        return None
+    ks = np.array([p[0] for p in points], dtype=float)
+    mb = np.array([p[1] for p in points], dtype=float)
+    slope = float(np.polyfit(ks, mb, 1)[0])
+    return slope
+
+
+def print_report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    out = sys.stdout
+    print(f"\nvoice benchmark - {meta['cpus']} CPUs, load average at start {meta['load_at_start']}", file=out)
+    for s in summaries:
+        if s["error"]:
+            print(f"  {s['name']}: FAILED - {s['error']}", file=out)
+    print("\nvoice-to-voice: end of learner speech (sent) -> first tutor audio (received), seconds", file=out)
+    print(f"  {'pipeline':<14}{'p50':>7}{'p95':>7}{'min':>7}{'max':>7}{'turns':>7}{'failed':>7}", file=out)
+    for s in summaries:
+        print(
+            f"  {s['name']:<14}{_fmt(s['v2v_p50']):>7}{_fmt(s['v2v_p95']):>7}{_fmt(s['v2v_min']):>7}"
+            f"{_fmt(s['v2v_max']):>7}{s['turns']:>7}{s['failed_turns']:>7}",
+            file=out,
+        )
+    by_name = {s["name"]: s for s in summaries}
+    ours, stock = by_name.get("ours"), by_name.get("stock pipecat")
+    if ours and stock and ours["v2v_p50"] and stock["v2v_p50"]:
+        p50_ratio = ours["v2v_p50"] / stock["v2v_p50"]
+        p95_ratio = ours["v2v_p95"] / stock["v2v_p95"] if ours["v2v_p95"] and stock["v2v_p95"] else None
+        print(
+            f"  ours / stock: p50 {p50_ratio:.2f}x, p95 {_fmt(p95_ratio)}x   (target <= 0.60x)",
+            file=out,
+        )
+
+    print("\nlesson set-up, seconds", file=out)
+    print(f"  {'pipeline':<14}{'offer->answer p50':>19}{'max':>7}{'offer->greeting audio p50':>27}", file=out)
+    for s in summaries:
+        print(
+            f"  {s['name']:<14}{_fmt(s['setup_answer_p50'], digits=3):>19}{_fmt(s['setup_answer_max']):>7}"
+            f"{_fmt(s['setup_greeting_p50']):>27}",
+            file=out,
+        )
+    print("  (target: offer->answer <= 0.2 s)", file=out)
+
+    print("\nwhere the time goes (client clock, p50 seconds from end of learner speech)", file=out)
+    print(f"  {'pipeline':<14}{'user transcript':>17}{'LLM request':>13}{'LLM req->audio':>16}", file=out)
+    for s in summaries:
+        print(
+            f"  {s['name']:<14}{_fmt(s['client_end_to_user_transcript_p50']):>17}"
+            f"{_fmt(s['client_end_to_llm_request_p50']):>13}{_fmt(s['client_llm_request_to_first_audio_p50']):>16}",
+            file=out,
+        )
+    for s in summaries:
+        if s["server_breakdown_mean"]:
+            parts = ", ".join(f"{label} {secs:.2f}" for label, secs in s["server_breakdown_mean"].items())
+            print(
+                f"  {s['name']} server-side (pipecat UserBotLatencyObserver, mean of "
+                f"{s['server_breakdown_turns']} turns): {parts}",
+                file=out,
+            )
+
+    print("\nmemory (server RSS, MB)", file=out)
+    for s in summaries:
+        print(
+            f"  {s['name']:<14}idle {_fmt(s['rss_idle_mb'], digits=0)}, "
+            f"with one lesson {_fmt(s['rss_one_lesson_mb'], digits=0)}",
+            file=out,
+        )
+
+    for s in summaries:
+        if not s["concurrency"]:
+            continue
+        print(f"\nconcurrency ({s['name']}): K lessons at once, each speaking every few seconds", file=out)
+        print(
+            f"  {'K':>3}{'turns':>7}{'failed':>7}{'p50':>7}{'p95':>7}{'set-up p50':>12}"
+            f"{'RSS before':>12}{'RSS peak':>10}{'client lag p95':>16}",
+            file=out,
+        )
+        for row in s["concurrency"]:
+            print(
+                f"  {row['k']:>3}{row['turns']:>7}{row['failed']:>7}{_fmt(row['v2v_p50']):>7}"
+                f"{_fmt(row['v2v_p95']):>7}{_fmt(row['setup_answer_p50'], digits=3):>12}"
+                f"{_fmt(row['rss_before_mb'], digits=0):>12}{_fmt(row['rss_peak_mb'], digits=0):>10}"
+                f"{_fmt(row['client_loop_lag_p95_ms'], ' ms', 0):>16}",
+                file=out,
+            )
+        print(
+            f"  largest K with p95 <= {V2V_TARGET_SECS:.0f} s: {s['largest_k_within_2s'] or '-'} (target >= 8); "
+            f"memory per extra lesson: {_fmt(s['mb_per_extra_lesson'], ' MB', 1)} (target <= 40 MB)",
+            file=out,
+        )
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def tutor_texts() -> tuple[str, str]:
+    """Our configured system prompt and greeting for the benchmark companion, given to stock pipecat too."""
+    from server.pipeline.settings import VoiceSettings
+
+    voice = VoiceSettings()
+    return voice.system_prompt.format(**COMPANION), voice.first_message.format(**COMPANION)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    load = os.getloadavg()[0]
+    cpus = len(os.sched_getaffinity(0))
+    if load > 0.5:
+        print(f"warning: load average {load:.2f} - other work on this machine will skew the figures", file=sys.stderr)
+    ks = [k for k in (1, 2, 4, 8, 10, 12, 16) if k <= args.max_k]
+    print("synthesizing the learner's clips with piper", file=sys.stderr)
+    clips = await asyncio.to_thread(make_clips)
+    system_prompt, first_message = tutor_texts()
+
+    summaries = []
+    with tempfile.TemporaryDirectory(prefix="voice-bench-") as scratch:
+        log_dir = Path(args.log_dir) if args.log_dir else Path(scratch)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # Stock first, so its figures exist even if ours is not working yet.
+        if args.only in (None, "stock"):
+            with ScriptedLLM(TUTOR_REPLIES, first_token_delay=args.llm_first_token) as llm:
+                stock = StockTarget(llm.base_url, system_prompt, first_message, log_dir, args.server_breakdown)
+                stock_ks = ks if args.stock_concurrency else []
+                summaries.append(summarize(await run_target(stock, clips, llm, args, stock_ks)))
+        if args.only in (None, "ours"):
+            with ScriptedLLM(TUTOR_REPLIES, first_token_delay=args.llm_first_token) as llm:
+                ours = OursTarget(llm.base_url, log_dir, args.server_breakdown)
+                summaries.append(summarize(await run_target(ours, clips, llm, args, ks)))
+        if args.log_dir is None:
+            # Keep the server logs only when asked; say where they would have been useful.
+            failed = [s["name"] for s in summaries if s["error"]]
+            if failed:
+                print("rerun with --log-dir DIR to keep the servers' logs", file=sys.stderr)
+
+    meta = {"cpus": cpus, "load_at_start": round(load, 2), "turns": args.turns, "k_turns": args.k_turns}
+    if args.json:
+        print(json.dumps({"meta": meta, "pipelines": summaries}, indent=2))
+    else:
+        print_report(summaries, meta)
+    return 0 if not any(s["error"] for s in summaries) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Voice-to-voice, set-up and concurrency: ours vs stock pipecat.")
+    parser.add_argument("--turns", type=int, default=10, help="turns in the one-at-a-time lesson (default 10)")
+    parser.add_argument("--setups", type=int, default=3, help="extra lessons opened just to time set-up")
+    parser.add_argument("--max-k", type=int, default=8, help="largest number of simultaneous lessons (default 8)")
+    parser.add_argument("--k-turns", type=int, default=3, help="turns per lesson in the concurrency runs")
+    parser.add_argument("--all-k", action="store_true", help="keep going after a K misses the 2 s bar")
+    parser.add_argument("--only", choices=("ours", "stock"), help="measure one pipeline")
+    parser.add_argument(
+        "--stock-concurrency", action="store_true", help="also run the concurrency steps on stock pipecat"
+    )
+    parser.add_argument("--llm-first-token", type=float, default=0.0, help="scripted LLM time to first token, seconds")
+    parser.add_argument(
+        "--no-server-breakdown",
+        dest="server_breakdown",
+        action="store_false",
+        help="run both servers without pipecat's UserBotLatencyObserver (no server-side breakdown)",
+    )
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--log-dir", help="keep both servers' logs here")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--verbose", action="store_true", help="print each one-at-a-time turn as it happens")
+    args = parser.parse_args(argv)
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
