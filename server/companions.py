@@ -29,9 +29,7 @@ SUBJECTS = (
     "finance",
     "business",
 )
-Subject = Literal[
-    "maths", "language", "science", "history", "coding", "geography", "economics", "finance", "business"
-]
+Subject = Literal["maths", "language", "science", "history", "coding", "geography", "economics", "finance", "business"]
 Voice = Literal["male", "female"]
 Style = Literal["formal", "casual"]
 Sort = Literal["recent", "popular", "name"]
@@ -143,9 +141,7 @@ async def list_page(
 ) -> CompanionPage:
     filters = store.CompanionFilter(subject=subject or None, topic=topic or None, author_id=author_id)
     async with db.read() as session:
-        rows, total = await store.page(
-            session, user.id, filters, offset=(page - 1) * limit, limit=limit, sort=sort
-        )
+        rows, total = await store.page(session, user.id, filters, offset=(page - 1) * limit, limit=limit, sort=sort)
     return CompanionPage(items=[to_out(r, user.id) for r in rows], page=page, limit=limit, total=total)
 
 

@@ -15,9 +15,7 @@ async def run_checks(settings: Settings) -> list[Check]:
         await db.ping()
         current, head = await db.schema_status()
         if current == head:
-            checks.append(
-                ("database", True, f"{settings.database_url.split('://')[0]} reachable, schema {current}")
-            )
+            checks.append(("database", True, f"{settings.database_url.split('://')[0]} reachable, schema {current}"))
         else:
             checks.append(("database", False, f"schema at {current}, newest {head}: run `tutor db upgrade`"))
     except Exception as exc:  # the doctor reports every failure instead of stopping at the first

@@ -66,9 +66,7 @@ class LiveLesson:
     companion: CompanionView
 
 
-def _lesson_out(
-    lesson: Lesson, companion: CompanionOut, transcript: list[TranscriptEntry] | None = None
-) -> LessonOut:
+def _lesson_out(lesson: Lesson, companion: CompanionOut, transcript: list[TranscriptEntry] | None = None) -> LessonOut:
     return LessonOut(
         id=lesson.id,
         companion=companion,

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,6 +34,22 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # pipecat logs through loguru, at DEBUG to stderr unless told otherwise: route it into the same JSON
+    # lines at our level (DEBUG logging of every frame costs real CPU in live lessons).
+    from loguru import logger
+
+    logger.remove()
+    logger.add(_LoguruToLogging(), level=level.upper(), format="{message}")
+
+
+class _LoguruToLogging:
+    """A loguru sink that hands each message to the standard logger named after its module."""
+
+    def write(self, message: Any) -> None:
+        record = message.record
+        exc = record["exception"]
+        exc_info = (exc.type, exc.value, exc.traceback) if exc is not None and exc.type is not None else None
+        logging.getLogger(record["name"] or "pipecat").log(record["level"].no, record["message"], exc_info=exc_info)
 
 
 def init_sentry() -> bool:
@@ -43,7 +60,5 @@ def init_sentry() -> bool:
     import sentry_sdk
     from sentry_sdk.integrations.quart import QuartIntegration
 
-    sentry_sdk.init(
-        dsn=dsn, integrations=[QuartIntegration()], traces_sample_rate=0.0, send_default_pii=False
-    )
+    sentry_sdk.init(dsn=dsn, integrations=[QuartIntegration()], traces_sample_rate=0.0, send_default_pii=False)
     return True

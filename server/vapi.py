@@ -106,9 +106,7 @@ class WebhookAck(BaseModel):
     outcome: Outcome
 
 
-def secret_matches(
-    configured: SecretStr | None, x_vapi_secret: str | None, authorization: str | None
-) -> bool:
+def secret_matches(configured: SecretStr | None, x_vapi_secret: str | None, authorization: str | None) -> bool:
     """Whether a request carries the webhook secret, as `X-Vapi-Secret` or `Authorization: Bearer`.
 
     No configured secret refuses everything: an open webhook would let anyone write any lesson's transcript.
@@ -207,9 +205,7 @@ async def _lesson_for_call(session: AsyncSession, message: ServerMessageIn) -> t
     elif call_id:
         lesson = await store.lock_by_call(session, call_id)
     if lesson is None:
-        raise NotFound(
-            "lesson_not_found", "No lesson matches this call (its metadata.lessonId names none of ours)."
-        )
+        raise NotFound("lesson_not_found", "No lesson matches this call (its metadata.lessonId names none of ours).")
     if call_id:
         if lesson.external_call_id is None:
             holder = await store.lesson_id_for_call(session, call_id)

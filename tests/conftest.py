@@ -72,9 +72,7 @@ async def register(
     client: TestClientProtocol, email: str = "ann@school.test", name: str = "Ann", password: str = PASSWORD
 ) -> dict[str, Any]:
     """Sign up through the real route; the client keeps the session cookie."""
-    response = await client.post(
-        "/api/auth/register", json={"email": email, "password": password, "name": name}
-    )
+    response = await client.post("/api/auth/register", json={"email": email, "password": password, "name": name})
     assert response.status_code == 201, await response.get_data(as_text=True)
     body: dict[str, Any] = await response.get_json()
     return body

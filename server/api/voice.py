@@ -53,9 +53,7 @@ class CandidatesIn(BaseModel):
 def _voice_service() -> VoiceService:
     voice = get_state().voice
     if voice is None:
-        raise ServiceUnavailable(
-            "voice_backend_not_local", 'Live lessons over WebRTC need voice.backend = "local".'
-        )
+        raise ServiceUnavailable("voice_backend_not_local", 'Live lessons over WebRTC need voice.backend = "local".')
     return voice
 
 
@@ -77,9 +75,7 @@ async def offer(lesson_id: int, data: OfferIn) -> AnswerOut:
 async def add_candidates(lesson_id: int, data: CandidatesIn) -> tuple[str, int]:
     state = get_state()
     await lessons.get_live_lesson(state.db, lesson_id, current_user().id)
-    await _voice_service().add_ice_candidates(
-        lesson_id, data.pc_id, [c.model_dump() for c in data.candidates]
-    )
+    await _voice_service().add_ice_candidates(lesson_id, data.pc_id, [c.model_dump() for c in data.candidates])
     return "", 204
 
 

@@ -20,6 +20,8 @@ from pipecat.frames.frames import (
     EndFrame,
     ErrorFrame,
     Frame,
+    InputAudioRawFrame,
+    OutputAudioRawFrame,
     OutputTransportMessageFrame,
     TTSSpeakFrame,
     TTSTextFrame,
@@ -40,15 +42,14 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
-from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
+from pipecat.transports.smallwebrtc.transport import RawAudioTrack, SmallWebRTCTransport
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
 from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 from server.pipeline.models import SharedModels
-from server.pipeline.stt import SharedWhisperSTTService, WhisperOptions
-from server.pipeline.tts import SharedPiperTTSService
+from server.pipeline.stages import make_stt, make_tts
 from server.pipeline.turn import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 
 if TYPE_CHECKING:
@@ -147,6 +148,28 @@ class SharedClientLLMService(OpenAILLMService):
         return self._shared_client
 
 
+def _send_in_20ms_frames(transport: SmallWebRTCTransport) -> None:
+    """Make the tutor's outgoing track hand aiortc 20 ms frames instead of 10 ms ones.
+
+    Opus packs 20 ms per packet anyway; 10 ms frames double the wake-ups and the encoder thread hand-offs
+    of every lesson (a few % of a core each). pipecat exposes no setting for it, hence the attributes.
+    """
+    track = getattr(getattr(transport, "_client", None), "_audio_output_track", None)
+    if isinstance(track, RawAudioTrack) and hasattr(track, "_samples_per_10ms"):
+        track._samples_per_10ms *= 2
+        track._bytes_per_10ms *= 2
+
+
+class DropLearnerAudio(FrameProcessor):
+    """Stops the learner's audio after the user aggregator: nothing further down uses it, and each 20 ms
+    frame would otherwise visit five more processors (most of an idle lesson's CPU)."""
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if not (isinstance(frame, InputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM):
+            await self.push_frame(frame, direction)
+
+
 class SpeechEvents(FrameProcessor):
     """Sits after the output transport: reports who is speaking and what the tutor has said so far."""
 
@@ -171,6 +194,8 @@ class SpeechEvents(FrameProcessor):
                 # TTSTextFrames leave the output transport as their audio plays: a live caption.
                 self._spoken = f"{self._spoken} {frame.text.strip()}".strip()
                 self._session.send(transcript_message("assistant", self._spoken, final=False))
+            elif isinstance(frame, OutputAudioRawFrame):
+                return  # already played; the assistant aggregator has no use for it
         await self.push_frame(frame, direction)
 
 
@@ -208,6 +233,7 @@ class LessonSession:
         self._worker: PipelineWorker | None = None
         self._llm: OpenAILLMService | None = None
         self._persist_transcript = True
+        self._store_end_when_finished = False
 
     # -- the pipeline ---------------------------------------------------------------------------------
 
@@ -220,12 +246,8 @@ class LessonSession:
             webrtc_connection=self.connection,
             params=TransportParams(audio_in_enabled=True, audio_out_enabled=True),
         )
-        stt = SharedWhisperSTTService(
-            model=models.whisper,
-            executor=models.stt_executor,
-            options=WhisperOptions(language=settings.stt.language, beam_size=settings.stt.beam_size),
-            on_segment=self._on_user_segment,
-        )
+        # Local faster-whisper or a hosted OpenAI-compatible service, as configured (stages.py).
+        stt = make_stt(settings, models, on_segment=self._on_user_segment, on_error=self._on_stage_error)
         vad = SharedSileroVADAnalyzer(
             session=models.silero,
             executor=models.vad_executor,
@@ -261,13 +283,7 @@ class LessonSession:
                 max_tokens=settings.llm.max_tokens,
             ),
         )
-        voice, length_scale = models.voice_for(plan.voice, plan.style)
-        tts = SharedPiperTTSService(
-            voice=voice,
-            length_scale=length_scale,
-            executor=models.tts_executor,
-            phonemizer_lock=models.phonemizer_lock,
-        )
+        tts = make_tts(settings, models, plan.voice, plan.style, on_error=self._on_stage_error)
         self._llm = llm
 
         pipeline = Pipeline(
@@ -275,6 +291,7 @@ class LessonSession:
                 transport.input(),  # learner's microphone (Opus -> 16 kHz PCM)
                 stt,  # each VAD-delimited segment -> text, started at the first pause
                 user_aggregator,  # VAD + smart-turn decide the turn is over -> context
+                DropLearnerAudio(),
                 llm,  # streamed reply from the OpenAI-compatible endpoint
                 tts,  # piper, sentence by sentence
                 transport.output(),  # tutor's voice to the learner
@@ -282,19 +299,21 @@ class LessonSession:
                 assistant_aggregator,  # what the tutor actually said -> context
             ]
         )
-        latency = UserBotLatencyObserver()
+        latency = UserBotLatencyObserver() if settings.log_latency else None
         worker = PipelineWorker(
             pipeline,
-            params=PipelineParams(audio_out_sample_rate=OUT_SAMPLE_RATE, enable_metrics=True),
+            params=PipelineParams(audio_out_sample_rate=OUT_SAMPLE_RATE, enable_metrics=settings.log_latency),
             enable_rtvi=False,  # the page speaks our Vapi-shaped events, not RTVI
             idle_timeout_secs=None,  # our own silence timer ends idle lessons, with a reason
             check_dangling_tasks=False,
-            observers=[latency],
+            enable_turn_tracking=False,  # OpenTelemetry turn spans: not used, and it watches every frame
+            observers=[latency] if latency is not None else [],
         )
         self._worker = worker
 
         @transport.event_handler("on_client_connected")
         async def on_connected(_transport: Any, _client: Any) -> None:
+            _send_in_20ms_frames(transport)
             self._connected.set()
             self._last_activity = time.monotonic()
             self.send(status_message("in-progress"))
@@ -302,7 +321,10 @@ class LessonSession:
 
         @transport.event_handler("on_client_disconnected")
         async def on_disconnected(_transport: Any, _client: Any) -> None:
-            await self.end(self._disconnect_reason)
+            if self.ended_reason is None:
+                await self.end(self._disconnect_reason)
+            elif self._runner is not None:
+                await self._runner.cancel("the learner left during the farewell")
 
         @self.connection.event_handler("failed")
         async def on_failed(_connection: Any) -> None:
@@ -315,9 +337,11 @@ class LessonSession:
 
         @assistant_aggregator.event_handler("on_assistant_turn_stopped")
         async def on_assistant_turn(_aggregator: Any, message: AssistantTurnStoppedMessage) -> None:
-            if message.content and message.content.strip():
-                self._llm_failures = 0
-                self._final("assistant", message.content.strip())
+            text = (message.content or "").strip()
+            if text:
+                if text != plan.apology_message:
+                    self._llm_failures = 0
+                self._final("assistant", text)
 
         @worker.event_handler("on_pipeline_error")
         async def on_error(_worker: Any, frame: ErrorFrame) -> None:
@@ -326,10 +350,12 @@ class LessonSession:
             else:
                 log.warning("voice: lesson %s: %s", plan.lesson_id, frame.error)
 
-        @latency.event_handler("on_latency_breakdown")
-        async def on_latency(_observer: Any, breakdown: LatencyBreakdown) -> None:
-            parts = ", ".join(f"{c.label} {c.duration_secs:.2f}" for c in breakdown.contributions)
-            log.info("voice: lesson %s: response in %.2f s (%s)", plan.lesson_id, breakdown.total_secs, parts)
+        if latency is not None:
+
+            @latency.event_handler("on_latency_breakdown")
+            async def on_latency(_observer: Any, breakdown: LatencyBreakdown) -> None:
+                parts = ", ".join(f"{c.label} {c.duration_secs:.2f}" for c in breakdown.contributions)
+                log.info("voice: lesson %s: reply in %.2f s (%s)", plan.lesson_id, breakdown.total_secs, parts)
 
         return worker
 
@@ -355,6 +381,8 @@ class LessonSession:
                 # The pipeline stopped without anyone deciding to end the lesson: record it.
                 self.ended_reason = "pipeline-error"
                 self._queue_write(self._store_end, "pipeline-error")
+            elif self._store_end_when_finished:
+                self._queue_write(self._store_end, self.ended_reason)
             self._writes.put_nowait(None)
             self._finished.set()
             with contextlib.suppress(Exception):
@@ -378,6 +406,10 @@ class LessonSession:
             self._speaking.discard(role)
         self.send(speech_message(role, started))
 
+    def _on_stage_error(self, code: str, message: str) -> None:
+        """A hosted STT/TTS call failed: the page shows why; the lesson goes on."""
+        self.send(error_message(code, message))
+
     async def _on_user_segment(self, text: str) -> None:
         self._last_activity = time.monotonic()
         self.send(transcript_message("user", text, final=False))
@@ -393,18 +425,14 @@ class LessonSession:
         llm = self._settings.llm
         detail = str(frame.exception or frame.error)
         log.warning("voice: lesson %s: LLM failed (%s)", self.plan.lesson_id, detail)
-        self.send(
-            error_message("llm-unavailable", f"{llm_unreachable_hint(llm.base_url, llm.model)} ({detail})")
-        )
+        self.send(error_message("llm-unavailable", f"{llm_unreachable_hint(llm.base_url, llm.model)} ({detail})"))
         usable = self._llm is not None and self._llm.is_usable
         if not usable or self._llm_failures >= self._settings.llm_failures_before_end:
             await self.end("llm-unavailable", farewell=self.plan.apology_message)
             return
-        self._final("assistant", self.plan.apology_message)
         if self._worker is not None:
-            await self._worker.queue_frames(
-                [TTSSpeakFrame(self.plan.apology_message, append_to_context=False)]
-            )
+            # Through the assistant aggregator like any reply: shown and stored when it is spoken.
+            await self._worker.queue_frames([TTSSpeakFrame(self.plan.apology_message)])
 
     # -- ending ---------------------------------------------------------------------------------------------
 
@@ -413,8 +441,10 @@ class LessonSession:
         return self._finished.is_set()
 
     async def end(self, reason: str, *, farewell: str | None = None, record: bool = True) -> None:
-        """End the lesson once: record why, tell the page, say `farewell` if given, then close the pipeline.
+        """End the lesson once: say `farewell` if given, tell the page why, close the pipeline, store the end.
 
+        Without a farewell the end is stored before this returns (a hang-up answers with the ended lesson);
+        with one, once the farewell has been said, so the stored transcript and length include it.
         `record=False` closes the pipeline without ending the stored lesson (a reconnect replaced it).
         """
         if self.ended_reason is not None:
@@ -423,24 +453,20 @@ class LessonSession:
         log.info("voice: lesson %s ends: %s", self.plan.lesson_id, reason)
         if not record:
             self._persist_transcript = False
-        if farewell and record:
-            self._final("assistant", farewell)
-        stored: asyncio.Future[None] | None = self._queue_write(self._store_end, reason) if record else None
         worker, runner = self._worker, self._runner
         if farewell and worker is not None and self._connected.is_set() and not self.finished:
-            # Said to the end, then the status, then the pipeline stops: all in order behind the audio.
-            await worker.queue_frames(
-                [
-                    TTSSpeakFrame(farewell, append_to_context=False),
-                    OutputTransportMessageFrame(message=status_message("ended", reason)),
-                    EndFrame(),
-                ]
-            )
+            self._store_end_when_finished = record
+            # Said to the end even if the learner talks over it, then the status, then the pipeline stops.
+            goodbye = TTSSpeakFrame(farewell)
+            status = OutputTransportMessageFrame(message=status_message("ended", reason))
+            goodbye.interruptible = status.interruptible = False
+            await worker.queue_frames([goodbye, status, EndFrame()])
             self._tasks.append(asyncio.create_task(self._cancel_after(FAREWELL_TIMEOUT_SECS)))
-        else:
-            self.send(status_message("ended", reason))
-            if runner is not None:
-                await runner.cancel(reason)
+            return
+        stored = self._queue_write(self._store_end, reason) if record else None
+        self.send(status_message("ended", reason))
+        if runner is not None:
+            await runner.cancel(reason)
         if stored is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(stored), timeout=10)
@@ -516,7 +542,10 @@ class LessonSession:
 
     async def close(self, within: float = 5.0) -> None:
         """Stop everything now (server shutdown) and wait for the pipeline and the writer to finish."""
-        await self.end("pipeline-error" if self.ended_reason is None else self.ended_reason)
+        if self.ended_reason is None:
+            await self.end("pipeline-error")
+        elif self._runner is not None:
+            await self._runner.cancel("server shutting down")
         await self.wait_finished(within)
         for task in self._tasks:
             if not task.done():

@@ -43,9 +43,7 @@ def silero_vad_path() -> Path:
 
 
 def smart_turn_path() -> Path:
-    return Path(
-        str(importlib.resources.files("pipecat.audio.turn.smart_turn.data") / "smart-turn-v3.2-cpu.onnx")
-    )
+    return Path(str(importlib.resources.files("pipecat.audio.turn.smart_turn.data") / "smart-turn-v3.2-cpu.onnx"))
 
 
 def resolve_whisper_dir(settings: VoiceSettings) -> Path:
@@ -101,8 +99,9 @@ class LoadedVoice:
 class SharedModels:
     """Every model a lesson needs, loaded once, plus the executors that keep their work off the event loop."""
 
-    whisper: WhisperModel
-    whisper_dir: Path
+    # None when a hosted provider does the stage (voice.stt.provider / voice.tts.provider), so not loaded.
+    whisper: WhisperModel | None
+    whisper_dir: Path | None
     silero: onnxruntime.InferenceSession
     smart_turn: onnxruntime.InferenceSession
     voices: dict[str, LoadedVoice]
@@ -157,18 +156,21 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
     def timed(what: str, started: float, detail: str) -> None:
         log.info("voice: loaded %s (%s) in %.2f s", what, detail, time.perf_counter() - started)
 
-    started = time.perf_counter()
-    try:
-        whisper, whisper_dir = load_whisper(settings)
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"cannot load the Whisper model: {exc}") from exc
-    timed(
-        "Whisper STT",
-        started,
-        f"{whisper_dir}, {settings.stt.compute_type}, {settings.stt.cpu_threads} threads",
-    )
+    whisper: WhisperModel | None = None
+    whisper_dir: Path | None = None
+    if settings.stt.provider == "whisper":
+        started = time.perf_counter()
+        try:
+            whisper, whisper_dir = load_whisper(settings)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"cannot load the Whisper model: {exc}") from exc
+        timed(
+            "Whisper STT",
+            started,
+            f"{whisper_dir}, {settings.stt.compute_type}, {settings.stt.cpu_threads} threads",
+        )
 
     started = time.perf_counter()
     silero = _onnx_session(silero_vad_path(), threads=1)
@@ -181,6 +183,8 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
     voices: dict[str, LoadedVoice] = {}
     slots: dict[str, tuple[str, float]] = {}
     wanted = [BUNDLED_VOICE] + [slot.voice for slot in settings.tts.voices.values()]
+    if settings.tts.provider != "piper":
+        wanted = []  # the voices table names the hosted provider's voices
     for name in dict.fromkeys(wanted):
         path = resolve_voice_path(settings, name)
         if path is None:
@@ -202,7 +206,8 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
             continue
         timed(f"piper voice {name}", started, f"{voices[name].sample_rate} Hz")
     for slot, entry in settings.tts.voices.items():
-        slots[slot] = (entry.voice if entry.voice in voices else BUNDLED_VOICE, entry.length_scale)
+        if voices:
+            slots[slot] = (entry.voice if entry.voice in voices else BUNDLED_VOICE, entry.length_scale)
 
     workers = max(1, cpu_count)
     return SharedModels(

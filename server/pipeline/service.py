@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from openai import AsyncOpenAI, Timeout
@@ -71,9 +72,7 @@ class VoiceService:
         async with self._loading:
             if self._models is not None:
                 return
-            cpu_count = (
-                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            )
+            cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             try:
                 self._models = await asyncio.to_thread(load_models, self._settings.voice, cpu_count)
             except ModelError as exc:
@@ -99,9 +98,7 @@ class VoiceService:
             self._models.close()
         self._models = None
 
-    async def offer(
-        self, lesson: LiveLesson, sdp: str, type: str, pc_id: str | None = None
-    ) -> dict[str, str]:
+    async def offer(self, lesson: LiveLesson, sdp: str, type: str, pc_id: str | None = None) -> dict[str, str]:
         """Answer a learner's WebRTC offer for a live lesson and start (or renegotiate) its pipeline."""
         if self._closing:
             raise ServiceUnavailable("voice_closing", "The server is shutting down.")
@@ -127,6 +124,7 @@ class VoiceService:
             IceServer(urls=s.urls, username=s.username or "", credential=s.credential or "")
             for s in self._settings.voice.ice_servers
         ]
+        started = time.perf_counter()
         connection = SmallWebRTCConnection(
             ice_servers=ice, connection_timeout_secs=int(self._settings.voice.connect_timeout_secs)
         )
@@ -135,6 +133,7 @@ class VoiceService:
         except Exception as exc:
             await _close_quietly(connection)
             raise BadRequest("invalid_sdp", f"The SDP offer could not be used: {exc}") from exc
+        answered = time.perf_counter()
 
         try:
             await self.start()
@@ -164,9 +163,14 @@ class VoiceService:
             self._sessions.pop(lesson.lesson_id, None)
             await _close_quietly(connection)
             log.exception("voice: lesson %s: cannot start the pipeline", lesson.lesson_id)
-            raise ServiceUnavailable(
-                "voice_pipeline_failed", f"The voice pipeline could not start: {exc}"
-            ) from exc
+            raise ServiceUnavailable("voice_pipeline_failed", f"The voice pipeline could not start: {exc}") from exc
+        log.info(
+            "voice: lesson %s connecting (answer %.3f s, pipeline %.3f s, %d live)",
+            lesson.lesson_id,
+            answered - started,
+            time.perf_counter() - answered,
+            self.live_lessons,
+        )
         return self._answer(connection)
 
     async def add_ice_candidates(self, lesson_id: int, pc_id: str, candidates: list[dict[str, Any]]) -> None:

@@ -41,9 +41,13 @@ class STTSettings(_Section):
     # Concurrent transcriptions (CTranslate2 num_workers); each uses cpu_threads threads.
     workers: int = Field(default=1, ge=1, le=16)
     compute_type: str = "int8"
-    # Hosted provider (an OpenAI-compatible /v1/audio/transcriptions endpoint).
+    # Hosted provider (an OpenAI-compatible /v1/audio/transcriptions endpoint); `model` then names the
+    # provider's model ("" = "whisper-1").
     base_url: str = "http://127.0.0.1:8001/v1"
     api_key: SecretStr | None = None
+    # A hosted call that takes longer fails the segment with an error event instead of stalling the lesson.
+    timeout_secs: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=10)
 
 
 class LLMSettings(_Section):
@@ -76,10 +80,14 @@ class TTSSettings(_Section):
     voices: dict[str, TTSVoice] = Field(default_factory=_default_voices)
     # Sentences synthesized at once across all lessons; each uses one onnxruntime thread.
     workers: int = Field(default=2, ge=1, le=16)
-    # Hosted provider (an OpenAI-compatible /v1/audio/speech endpoint).
+    # Hosted provider (an OpenAI-compatible /v1/audio/speech endpoint); the voices table then names the
+    # provider's voices (e.g. "alloy"), and speed = 1 / length_scale.
     base_url: str = "http://127.0.0.1:8002/v1"
     model: str = "tts-1"
     api_key: SecretStr | None = None
+    # A hosted call that takes longer fails the sentence with an error event instead of stalling the lesson.
+    timeout_secs: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=10)
 
 
 class VoiceSettings(_Section):
@@ -92,6 +100,8 @@ class VoiceSettings(_Section):
     max_lesson_secs: float = Field(default=0, ge=0)
     # Seconds to wait for the learner's browser to connect after the offer was answered.
     connect_timeout_secs: float = Field(default=30, gt=0)
+    # Log each reply's latency breakdown (VAD wait, STT, turn, LLM, TTS); watching every frame costs some CPU.
+    log_latency: bool = False
     # Failed LLM turns in a row after which the lesson ends with reason "llm-unavailable".
     llm_failures_before_end: int = Field(default=3, ge=1)
     # Where a school drops extra piper voices (<name>.onnx + .onnx.json) and Whisper model directories.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 # Whisper's encoder is trained on 30 s windows (3000 mel frames) and faster-whisper always pads to that,
-# which costs ~0.45 s per utterance on 2 cores. Encoding a 10 s window instead costs ~0.07 s; below ~10 s
-# tiny.en starts looping on short clips, so the window never goes under it.
+# which costs ~0.45 s per utterance on 2 cores. Encoding a 10 s window instead costs ~0.07 s; with less
+# padding tiny.en starts repeating itself ("No. No. No."), so the window never goes under 10 s, and a
+# decoder that loops anyway is cut back to one copy (see _drop_repeats).
 MIN_WINDOW_SECS = 10.0
+MIN_REPEAT_TOKENS = 3
 MAX_WINDOW_SECS = 30.0
 # Generous bound on tokens per second of speech: a decoder that loops stops here.
 MAX_TOKENS_PER_SEC = 6
@@ -58,9 +61,7 @@ def transcribe_pcm(model: WhisperModel, pcm: bytes, options: WhisperOptions) -> 
     return _transcribe_window(model, audio, seconds, options)
 
 
-def _transcribe_window(
-    model: WhisperModel, audio: np.ndarray, seconds: float, options: WhisperOptions
-) -> str:
+def _transcribe_window(model: WhisperModel, audio: np.ndarray, seconds: float, options: WhisperOptions) -> str:
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
 
@@ -87,8 +88,17 @@ def _transcribe_window(
     )[0]
     if result.no_speech_prob > NO_SPEECH_THRESHOLD:
         return ""
-    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+    tokens = _drop_repeats([t for t in result.sequences_ids[0] if t < tokenizer.eot])
     return str(tokenizer.decode(tokens)).strip()
+
+
+def _drop_repeats(tokens: list[int]) -> list[int]:
+    """Cut a decoder loop ("A B C A B C A B") back to its first period ("A B C")."""
+    n = len(tokens)
+    for period in range(MIN_REPEAT_TOKENS, n - MIN_REPEAT_TOKENS + 1):
+        if n - period >= MIN_REPEAT_TOKENS and all(tokens[i] == tokens[i - period] for i in range(period, n)):
+            return tokens[:period]
+    return tokens
 
 
 class SharedWhisperSTTService(SegmentedSTTService):
@@ -111,6 +121,8 @@ class SharedWhisperSTTService(SegmentedSTTService):
             settings=STTSettings(model="whisper", language=options.language),
             # Whisper pads its own window; pipecat's default 0.5 s of extra silence only costs decode time.
             trailing_silence_secs=0.2,
+            # Only a fallback for turn detection: every transcript here is final, which ends the wait.
+            ttfs_p99_latency=1.0,
             **kwargs,  # type: ignore[arg-type]
         )
         self._model = model
@@ -128,10 +140,9 @@ class SharedWhisperSTTService(SegmentedSTTService):
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         await self.start_processing_metrics()
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
-            text = await loop.run_in_executor(
-                self._executor, transcribe_pcm, self._model, audio, self._options
-            )
+            text = await loop.run_in_executor(self._executor, transcribe_pcm, self._model, audio, self._options)
         except Exception as exc:
             log.exception("voice: transcription failed")
             yield ErrorFrame(error=f"transcription failed: {exc}")
@@ -140,7 +151,9 @@ class SharedWhisperSTTService(SegmentedSTTService):
             await self.stop_processing_metrics()
         if not text:
             return
-        log.debug("voice: heard %r", text)
+        log.debug(
+            "voice: heard %r (%.2f s of audio in %.3f s)", text, len(audio) / 32000, time.perf_counter() - started
+        )
         if self._on_segment is not None:
             await self._on_segment(text)
         yield TranscriptionFrame(text, self._user_id, time_now_iso8601(), Language(self._options.language))

@@ -35,7 +35,8 @@ def split_clauses(text: str) -> list[str]:
         else:
             clauses.append(part)
     if len(clauses) > 1 and len(clauses[-1].split()) < MIN_CLAUSE_WORDS:
-        clauses[-2] = f"{clauses[-2]} {clauses.pop()}"
+        last = clauses.pop()
+        clauses[-1] = f"{clauses[-1]} {last}"
     return clauses
 
 

@@ -36,18 +36,12 @@ async def lock(session: AsyncSession, lesson_id: int) -> Lesson | None:
 
 
 async def transcript(session: AsyncSession, lesson_id: int) -> list[TranscriptEntry]:
-    query = (
-        select(TranscriptEntry)
-        .where(TranscriptEntry.lesson_id == lesson_id)
-        .order_by(TranscriptEntry.position)
-    )
+    query = select(TranscriptEntry).where(TranscriptEntry.lesson_id == lesson_id).order_by(TranscriptEntry.position)
     return list((await session.execute(query)).scalars())
 
 
 async def next_position(session: AsyncSession, lesson_id: int) -> int:
-    query = select(func.coalesce(func.max(TranscriptEntry.position), 0)).where(
-        TranscriptEntry.lesson_id == lesson_id
-    )
+    query = select(func.coalesce(func.max(TranscriptEntry.position), 0)).where(TranscriptEntry.lesson_id == lesson_id)
     return int(await session.scalar(query) or 0) + 1
 
 

@@ -134,7 +134,5 @@ class Bookmark(Base):
     __table_args__ = (Index("ix_bookmarks_learner_created", "learner_id", "created_at"),)
 
     learner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    companion_id: Mapped[int] = mapped_column(
-        ForeignKey("companions.id", ondelete="CASCADE"), primary_key=True
-    )
+    companion_id: Mapped[int] = mapped_column(ForeignKey("companions.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -18,9 +18,7 @@ async def by_email(session: AsyncSession, email: str) -> User | None:
 
 
 async def by_oidc(session: AsyncSession, issuer: str, subject: str) -> User | None:
-    result = await session.execute(
-        select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject)
-    )
+    result = await session.execute(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject))
     return result.scalar_one_or_none()
 
 

@@ -27,16 +27,12 @@ PRIVATE_ROUTES = [
 
 @pytest.mark.parametrize(("method", "path"), PRIVATE_ROUTES)
 async def test_anonymous_gets_401_json(client, method, path):
-    response = await client.open(
-        path, method=method, json=companion_body() if method in ("POST", "PATCH") else None
-    )
+    response = await client.open(path, method=method, json=companion_body() if method in ("POST", "PATCH") else None)
     assert response.status_code == 401
     assert (await response.get_json())["error"]["code"] == "unauthorized"
 
 
-@pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/openapi.json", "/docs", "/api/config", "/api/plans"]
-)
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs", "/api/config", "/api/plans"])
 async def test_public_routes_answer_anonymous(client, path):
     assert (await client.get(path)).status_code == 200
 

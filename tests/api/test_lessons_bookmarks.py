@@ -17,9 +17,7 @@ async def test_start_lesson_and_see_it_in_history_with_transcript(client):
     assert lesson["ended_at"] is None
 
     db = get_state(client.app).db
-    await lessons.append_transcript(
-        db, lesson["id"], "assistant", "Today we'll be talking about Photosynthesis."
-    )
+    await lessons.append_transcript(db, lesson["id"], "assistant", "Today we'll be talking about Photosynthesis.")
     await lessons.append_transcript(db, lesson["id"], "user", "What do plants eat?")
     await lessons.end_lesson(db, lesson["id"], "customer-ended-call")
     await lessons.end_lesson(db, lesson["id"], "silence-timed-out")  # a second end changes nothing

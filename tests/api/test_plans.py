@@ -62,9 +62,7 @@ async def test_simultaneous_lessons_never_pass_the_last_free_slot(client):
     companion = await create_companion(client)
     for _ in range(8):
         await client.post(f"/api/companions/{companion['id']}/lessons")
-    responses = await asyncio.gather(
-        *(client.post(f"/api/companions/{companion['id']}/lessons") for _ in range(10))
-    )
+    responses = await asyncio.gather(*(client.post(f"/api/companions/{companion['id']}/lessons") for _ in range(10)))
     assert sorted(r.status_code for r in responses).count(201) == 2
     assert (await (await client.get("/api/me")).get_json())["usage"]["lessons"]["used"] == 10
 

@@ -41,9 +41,8 @@ async def test_metrics_need_an_admin_or_the_token(tmp_path):
         await client.get("/healthz")
         scraped = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
         assert scraped.status_code == 200
-        assert (
-            'tutor_http_requests_total{method="GET",route="/healthz",status="200"}'
-            in await scraped.get_data(as_text=True)
+        assert 'tutor_http_requests_total{method="GET",route="/healthz",status="200"}' in await scraped.get_data(
+            as_text=True
         )
         assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
         await register(client)

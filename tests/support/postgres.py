@@ -57,9 +57,7 @@ class PostgresCluster:
     def start(self) -> PostgresCluster:
         if self._as_other_user:
             os.chown(self.root, 65534, 65534)
-        self._run(
-            str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8"
-        )
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8")
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -85,9 +83,7 @@ class PostgresCluster:
 
     def psql(self, sql: str, database: str = "postgres") -> None:
         psql = self.bin / "psql"
-        self._run(
-            str(psql), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database, "-c", sql
-        )
+        self._run(str(psql), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database, "-c", sql)
 
     def new_database(self) -> str:
         """Create an empty database and return its SQLAlchemy URL."""

@@ -21,9 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("companions", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_companions_subject_search", ["subject", "created_at", "topic", "name"], unique=False
-        )
+        batch_op.create_index("ix_companions_subject_search", ["subject", "created_at", "topic", "name"], unique=False)
         batch_op.drop_index("ix_companions_subject_created")
 
 

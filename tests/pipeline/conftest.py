@@ -1,0 +1,183 @@
+"""Voice fixtures: models loaded once per test session, an app whose LLM is a scripted server, a live lesson."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol
+
+from server.app import create_app
+from server.pipeline.models import SharedModels, load_models
+from server.pipeline.service import VoiceService
+from server.pipeline.settings import VoiceSettings
+from server.state import get_state
+from tests.conftest import create_companion, make_settings, register
+from tests.support.rtc_client import LessonClient
+from tests.support.scripted_llm import MODEL_ID, ScriptedLLM
+from tests.support.speech import synthesize
+
+TOPIC = "Neural networks"
+FIRST_MESSAGE = f"Hello, let's start the session. Today we'll be talking about {TOPIC}."
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+@pytest.fixture(scope="session")
+def voice_models() -> Iterator[SharedModels]:
+    """The speech models, loaded once for the whole session and shared by every test's app."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    models = load_models(VoiceSettings(), cpus)
+    yield models
+    models.close()
+
+
+@pytest.fixture(scope="session")
+def speech() -> Callable[[str], np.ndarray]:
+    """Learner speech (16 kHz int16) made with piper at test time, cached per sentence."""
+    cache: dict[str, np.ndarray] = {}
+
+    def make(text: str) -> np.ndarray:
+        if text not in cache:
+            cache[text] = synthesize(text, sample_rate=16000, leading_silence=0.2, trailing_silence=1.2)
+        return cache[text]
+
+    return make
+
+
+@dataclass
+class VoiceLesson:
+    """A signed-in learner with a companion and a started lesson on an app wired to a scripted LLM."""
+
+    app: Quart
+    client: TestClientProtocol
+    lesson_id: int
+    llm: ScriptedLLM | None
+    stack: AsyncExitStack
+    peers: list[LessonClient] = field(default_factory=list)
+
+    async def post_offer(self, offer: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(f"/api/lessons/{self.lesson_id}/offer", json=offer)
+        body: dict[str, Any] = await response.get_json()
+        assert response.status_code == 200, body
+        return body
+
+    async def connect(self, keep_audio: bool = False) -> LessonClient:
+        """Join the lesson as the page does (data channel + microphone, then the offer)."""
+        peer = LessonClient(keep_audio=keep_audio)
+        self.peers.append(peer)
+        await peer.connect(self.post_offer)
+        return peer
+
+    async def lesson(self) -> dict[str, Any]:
+        response = await self.client.get(f"/api/lessons/{self.lesson_id}")
+        assert response.status_code == 200
+        body: dict[str, Any] = await response.get_json()
+        return body
+
+    async def wait_ended(self, within: float = 15.0) -> dict[str, Any]:
+        """The lesson once its end is stored (a farewell is said first, so that can take a few seconds)."""
+        deadline = time.monotonic() + within
+        while True:
+            stored = await self.lesson()
+            if stored["ended_at"] is not None or time.monotonic() > deadline:
+                return stored
+            await asyncio.sleep(0.1)
+
+    async def wait_transcript(self, entries: int, within: float = 10.0) -> list[dict[str, Any]]:
+        """The stored transcript once it has `entries` lines (each is stored just after it is said)."""
+        deadline = time.monotonic() + within
+        while True:
+            transcript: list[dict[str, Any]] = (await self.lesson())["transcript"]
+            if len(transcript) >= entries or time.monotonic() > deadline:
+                return transcript
+            await asyncio.sleep(0.1)
+
+    async def hang_up(self) -> dict[str, Any]:
+        response = await self.client.post(f"/api/lessons/{self.lesson_id}/end")
+        body: dict[str, Any] = await response.get_json()
+        assert response.status_code == 200, body
+        return body
+
+
+LessonFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_lesson(tmp_path: Path, voice_models: SharedModels) -> AsyncIterator[LessonFactory]:
+    """`await start_lesson(replies, llm_url=None, **env)`: an app, a learner, a companion and a new lesson."""
+    lessons: list[VoiceLesson] = []
+
+    async def start(
+        replies: list[str] | None = None,
+        *,
+        llm_url: str | None = None,
+        companion: dict[str, Any] | None = None,
+        **env: str,
+    ) -> VoiceLesson:
+        stack = AsyncExitStack()
+        llm = None
+        if llm_url is None:
+            llm = ScriptedLLM(replies or ["Sure."])
+            llm_url = llm.start()
+            stack.callback(llm.stop)
+        settings = make_settings(
+            tmp_path / f"app{len(lessons)}",
+            VOICE__LLM__BASE_URL=llm_url,
+            VOICE__LLM__MODEL=MODEL_ID,
+            VOICE__LLM__TIMEOUT_SECS="5",
+            VOICE__LLM__MAX_RETRIES="0",
+            **env,
+        )
+        app = create_app(settings)
+        test_app = app.test_app()
+        await test_app.startup()
+        stack.push_async_callback(test_app.shutdown)
+        state = get_state(app)
+        # Share the session's models instead of loading them per test.
+        state.voice = VoiceService(settings, state.db, models=voice_models)
+        stack.push_async_callback(state.voice.close)
+        client = app.test_client()
+        await register(client)
+        body = await create_companion(client, topic=TOPIC, **(companion or {}))
+        response = await client.post(f"/api/companions/{body['id']}/lessons")
+        assert response.status_code == 201, await response.get_data(as_text=True)
+        lesson_id = (await response.get_json())["id"]
+        lesson = VoiceLesson(app=app, client=client, lesson_id=lesson_id, llm=llm, stack=stack)
+        lessons.append(lesson)
+        return lesson
+
+    yield start
+    for lesson in reversed(lessons):
+        for peer in lesson.peers:
+            await peer.close()
+        await lesson.stack.aclose()
+
+
+def is_final(role: str, contains: str | None = None) -> Callable[[Any], bool]:
+    def match(message: Any) -> bool:
+        return (
+            isinstance(message, dict)
+            and message.get("type") == "transcript"
+            and message.get("transcriptType") == "final"
+            and message.get("role") == role
+            and (contains is None or all(w in words(message["transcript"]) for w in words(contains)))
+        )
+
+    return match
+
+
+def is_status(status: str) -> Callable[[Any], bool]:
+    return lambda m: isinstance(m, dict) and m.get("type") == "status-update" and m.get("status") == status

@@ -1,0 +1,112 @@
+"""What a learner sees when things go wrong: someone else's lesson, a broken offer, an LLM that is down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from tests.conftest import register
+from tests.pipeline.conftest import LessonFactory, is_final, is_status, words
+from tests.support.scripted_llm import unused_base_url
+
+pytestmark = pytest.mark.voice
+
+APOLOGY_WORDS = "sorry"
+
+
+async def test_offer_for_another_learners_lesson_is_refused(start_lesson: LessonFactory) -> None:
+    lesson = await start_lesson()
+    other = lesson.app.test_client()
+    await register(other, email="bob@school.test", name="Bob")
+    response = await other.post(f"/api/lessons/{lesson.lesson_id}/offer", json={"sdp": "v=0\r\n", "type": "offer"})
+    assert response.status_code == 404
+    assert (await response.get_json())["error"]["code"] == "lesson_not_found"
+    response = await other.post(f"/api/lessons/{lesson.lesson_id}/end")
+    assert response.status_code == 404
+    assert (await lesson.lesson())["ended_at"] is None
+
+
+@pytest.mark.parametrize("sdp", ["hello", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=nonsense\r\n"])
+async def test_malformed_sdp_is_a_400(start_lesson: LessonFactory, sdp: str) -> None:
+    lesson = await start_lesson()
+    response = await lesson.client.post(f"/api/lessons/{lesson.lesson_id}/offer", json={"sdp": sdp, "type": "offer"})
+    assert response.status_code == 400
+    assert (await response.get_json())["error"]["code"] == "invalid_sdp"
+    # The server is fine: the learner can still connect properly.
+    peer = await lesson.connect()
+    await peer.wait_for_message(is_status("in-progress"), timeout=10)
+
+
+async def test_an_ended_lesson_cannot_be_reopened(start_lesson: LessonFactory) -> None:
+    lesson = await start_lesson()
+    ended = await lesson.hang_up()
+    assert ended["end_reason"] == "customer-ended-call"
+    response = await lesson.client.post(
+        f"/api/lessons/{lesson.lesson_id}/offer", json={"sdp": "v=0\r\n", "type": "offer"}
+    )
+    assert response.status_code == 409
+    assert (await response.get_json())["error"]["code"] == "lesson_ended"
+
+
+async def test_llm_down_gives_a_spoken_apology_and_an_error_event(
+    start_lesson: LessonFactory, speech: Callable[[str], np.ndarray]
+) -> None:
+    down = unused_base_url()
+    lesson = await start_lesson(llm_url=down)
+    peer = await lesson.connect()
+    await peer.wait_for_message(is_final("assistant", "start the session"), timeout=20)
+    await peer.wait_for_quiet(quiet=0.8)
+
+    said_at = time.monotonic()
+    peer.send_pcm(speech("What is a neuron?"), 16000)
+    error = await peer.wait_for_message(
+        lambda m: isinstance(m, dict) and m.get("type") == "error", timeout=30, since=said_at
+    )
+    assert error["error"]["code"] == "llm-unavailable"
+    assert down in error["error"]["message"]
+    assert "TUTOR_VOICE__LLM__BASE_URL" in error["error"]["message"]
+    apology = await peer.wait_for_message(is_final("assistant", APOLOGY_WORDS), timeout=10, since=said_at)
+    heard_at = peer.message_time(lambda m: m is apology)
+    assert heard_at is not None
+    await peer.wait_for_audio(after=said_at, timeout=10)
+
+    # One failed turn does not end the lesson.
+    assert not any(isinstance(m, dict) and m.get("status") == "ended" for m in peer.messages)
+    assert (await lesson.lesson())["ended_at"] is None
+    stored = await lesson.wait_transcript(3)
+    assert [t["role"] for t in stored] == ["assistant", "user", "assistant"]
+    assert APOLOGY_WORDS in words(stored[-1]["text"])
+
+
+async def test_llm_that_keeps_failing_ends_the_lesson(
+    start_lesson: LessonFactory, speech: Callable[[str], np.ndarray]
+) -> None:
+    lesson = await start_lesson(llm_url=unused_base_url(), VOICE__LLM_FAILURES_BEFORE_END="1")
+    peer = await lesson.connect()
+    await peer.wait_for_message(is_final("assistant", "start the session"), timeout=20)
+    await peer.wait_for_quiet(quiet=0.8)
+    peer.send_pcm(speech("What is a neuron?"), 16000)
+    status = await peer.wait_for_message(is_status("ended"), timeout=30)
+    assert status["endedReason"] == "llm-unavailable"
+    assert (await lesson.wait_ended())["end_reason"] == "llm-unavailable"
+
+
+async def test_trickled_ice_candidates_go_to_the_lessons_connection(start_lesson: LessonFactory) -> None:
+    lesson = await start_lesson()
+    peer = await lesson.connect()
+    await peer.wait_for_message(is_status("in-progress"), timeout=10)
+    candidate = {"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host", "sdpMid": "0"}
+    url = f"/api/lessons/{lesson.lesson_id}/offer"
+    response = await lesson.client.patch(url, json={"pc_id": peer.pc_id, "candidates": [candidate]})
+    assert response.status_code == 204
+    response = await lesson.client.patch(url, json={"pc_id": "someone-else", "candidates": [candidate]})
+    assert response.status_code == 404
+    response = await lesson.client.patch(
+        url, json={"pc_id": peer.pc_id, "candidates": [{"candidate": "nonsense", "sdpMid": "0"}]}
+    )
+    assert response.status_code == 400
+    # The lesson carries on.
+    assert peer.connection_state == "connected"
