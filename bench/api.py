@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if (
-    str(REPO) not in sys.path
-):  # so `python bench/api.py` finds `server` and `tests` like `python -m bench.api`
+if str(REPO) not in sys.path:  # so `python bench/api.py` finds `server` and `tests` like `python -m bench.api`
     sys.path.insert(0, str(REPO))
 
 from argon2 import PasswordHasher  # noqa: E402
@@ -190,8 +188,7 @@ async def seed(url: str, scale: Scale) -> Seeded:
                 await conn.execute(insert(Lesson), chunk)
             pairs = {(rng.choice(user_ids), rng.choice(companion_ids)) for _ in range(scale.bookmarks)}
             bookmarks = [
-                {"learner_id": learner, "companion_id": companion, "created_at": now}
-                for learner, companion in pairs
+                {"learner_id": learner, "companion_id": companion, "created_at": now} for learner, companion in pairs
             ]
             for chunk in _rows_in(bookmarks):
                 await conn.execute(insert(Bookmark), chunk)
@@ -450,9 +447,7 @@ def table(results: list[Result]) -> str:
     lines.append("-+-".join("-" * w for w in widths))
     for row in rows:
         lines.append(
-            " | ".join(
-                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
+            " | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
         )
     return "\n".join(lines)
 
@@ -461,12 +456,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.api", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds measured per route (default 10)"
-    )
-    parser.add_argument(
-        "--warmup", type=float, default=3.0, help="seconds of unmeasured load first (default 3)"
-    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per route (default 10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent wrk connections (default 16)")
     parser.add_argument("--only", choices=("sqlite", "postgres"), help="measure one backend")
     parser.add_argument(
@@ -476,9 +467,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fraction of the seed sizes (1.0 = 10k companions, 50k lessons)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the work directory (databases, server logs)"
-    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, server logs)")
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.duration <= 0 or args.connections < 1:
         parser.error("--scale, --duration and --connections must be positive")
@@ -517,9 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps({"settings": meta, "results": [asdict(r) for r in results]}, indent=2))
     else:
-        print(
-            f"{args.connections} connections, 1 wrk thread, 1 server process, {args.duration:g} s per route"
-        )
+        print(f"{args.connections} connections, 1 wrk thread, 1 server process, {args.duration:g} s per route")
         print(table(results))
     return 0
 

@@ -74,9 +74,7 @@ async def page(
     """One page of companions, newest (or most taught) first, and the total that match."""
     query = _where(_rows_query(viewer_id), filters)
     if sort == "popular":
-        popularity = (
-            select(Lesson.companion_id, func.count().label("n")).group_by(Lesson.companion_id).subquery()
-        )
+        popularity = select(Lesson.companion_id, func.count().label("n")).group_by(Lesson.companion_id).subquery()
         query = query.outerjoin(popularity, popularity.c.companion_id == Companion.id).order_by(
             func.coalesce(popularity.c.n, literal(0)).desc(), Companion.created_at.desc(), Companion.id.desc()
         )
