@@ -1,9 +1,11 @@
-"""`tutor doctor`'s voice checks: load each model, run it once, and ask the LLM endpoint one question."""
+"""`tutor doctor`'s voice checks: load each local model and run it once, call each hosted endpoint once."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+import wave
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,9 +23,14 @@ from server.pipeline.models import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from server.settings import Settings
 
 Check = tuple[str, bool, str]
+# Speech to test transcription with: 16-bit mono PCM and its sample rate.
+Sample = tuple[bytes, int]
+DOCTOR_SENTENCE = "Hello, this is your tutor speaking."
 
 
 def _timed(name: str, work: Callable[[], str]) -> Check:
@@ -35,7 +42,8 @@ def _timed(name: str, work: Callable[[], str]) -> Check:
     return name, True, f"{detail} (loaded and ran in {time.perf_counter() - started:.1f} s)"
 
 
-def _model_checks(settings: Settings) -> list[Check]:
+def _model_checks(settings: Settings) -> tuple[list[Check], Sample | None]:
+    """The local models' checks, and the bundled voice's speech when piper is the TTS (a hosted STT hears it)."""
     from server.pipeline.stt import WhisperOptions, transcribe_pcm
     from server.pipeline.tts import synthesize_sentence
 
@@ -52,7 +60,7 @@ def _model_checks(settings: Settings) -> list[Check]:
                     f"lessons use {BUNDLED_VOICE} instead"
                 )
             voice = load_voice(name, path)
-            phonemes = voice.voice.phonemize("Hello, this is your tutor speaking.")
+            phonemes = voice.voice.phonemize(DOCTOR_SENTENCE)
             spoken[name] = synthesize_sentence(voice, phonemes[0], 1.0, 16000)
             return f"{path}, {voice.sample_rate} Hz"
 
@@ -61,8 +69,6 @@ def _model_checks(settings: Settings) -> list[Check]:
     if voice_settings.tts.provider == "piper":
         for name in dict.fromkeys([BUNDLED_VOICE, *(v.voice for v in voice_settings.tts.voices.values())]):
             checks.append(_timed(f"piper voice {name}", piper(name)))
-    else:
-        checks.append(("TTS", True, f"hosted ({voice_settings.tts.provider}) at {voice_settings.tts.base_url}"))
 
     def whisper() -> str:
         model, path = load_whisper(voice_settings)
@@ -74,8 +80,6 @@ def _model_checks(settings: Settings) -> list[Check]:
 
     if voice_settings.stt.provider == "whisper":
         checks.insert(0, _timed("whisper STT", whisper))
-    else:
-        checks.insert(0, ("STT", True, f"hosted ({voice_settings.stt.provider}) at {voice_settings.stt.base_url}"))
 
     def silero() -> str:
         session = _onnx_session(silero_vad_path(), threads=1)
@@ -92,9 +96,73 @@ def _model_checks(settings: Settings) -> list[Check]:
         session.run(None, {"input_features": features[np.newaxis]})
         return str(smart_turn_path())
 
-    checks.insert(1, _timed("silero VAD", silero))
-    checks.insert(2, _timed("smart-turn v3", smart_turn))
-    return checks
+    local_stt = voice_settings.stt.provider == "whisper"
+    checks.insert(1 if local_stt else 0, _timed("silero VAD", silero))
+    checks.insert(2 if local_stt else 1, _timed("smart-turn v3", smart_turn))
+    sample = spoken.get(BUNDLED_VOICE)
+    return checks, (sample, 16000) if sample is not None else None
+
+
+def _wav(pcm: bytes, sample_rate: int) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm)
+    return out.getvalue()
+
+
+def _hosted_client(base_url: str, api_key: SecretStr | None, timeout_secs: float) -> openai.AsyncOpenAI:
+    from server.pipeline.stages import NO_API_KEY
+
+    key = api_key.get_secret_value() if api_key is not None else NO_API_KEY
+    return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=min(timeout_secs, 15.0), max_retries=0)
+
+
+async def check_hosted_tts(settings: Settings) -> tuple[Check, Sample | None]:
+    """Ask the hosted /v1/audio/speech for one sentence; its audio then tests the hosted STT."""
+    from server.pipeline.stages import HOSTED_TTS_SAMPLE_RATE, describe_failure
+
+    tts = settings.voice.tts
+    voice = next(iter(tts.voices.values())).voice if tts.voices else "alloy"
+    name = f"TTS ({tts.base_url})"
+    client = _hosted_client(tts.base_url, tts.api_key, tts.timeout_secs)
+    started = time.perf_counter()
+    try:
+        response = await client.audio.speech.create(
+            model=tts.model, voice=voice, input=DOCTOR_SENTENCE, response_format="pcm"
+        )
+        pcm = response.content
+    except Exception as exc:
+        return (name, False, describe_failure("tts", tts.base_url, "TUTOR_VOICE__TTS", exc)[0]), None
+    finally:
+        await client.close()
+    seconds = len(pcm) / 2 / HOSTED_TTS_SAMPLE_RATE
+    took = time.perf_counter() - started
+    detail = f"{tts.model} spoke {seconds:.1f} s of audio as {voice!r} in {took:.1f} s"
+    return (name, seconds > 0.2, detail), (pcm, HOSTED_TTS_SAMPLE_RATE)
+
+
+async def check_hosted_stt(settings: Settings, sample: Sample | None) -> Check:
+    """Send the hosted /v1/audio/transcriptions one spoken sentence and say what it heard."""
+    from server.pipeline.stages import describe_failure
+
+    stt = settings.voice.stt
+    name = f"STT ({stt.base_url})"
+    pcm, rate = sample if sample is not None else (bytes(16000), 16000)  # half a second of silence
+    client = _hosted_client(stt.base_url, stt.api_key, stt.timeout_secs)
+    started = time.perf_counter()
+    try:
+        result = await client.audio.transcriptions.create(
+            file=("doctor.wav", _wav(pcm, rate), "audio/wav"), model=stt.model or "whisper-1", language=stt.language
+        )
+    except Exception as exc:
+        return name, False, describe_failure("stt", stt.base_url, "TUTOR_VOICE__STT", exc)[0]
+    finally:
+        await client.close()
+    took = time.perf_counter() - started
+    return name, True, f"{stt.model or 'whisper-1'} heard {result.text.strip()!r} in {took:.1f} s"
 
 
 def llm_hint(settings: Settings) -> str:
@@ -135,7 +203,15 @@ async def check_llm(settings: Settings) -> Check:
 
 
 async def check_voice(settings: Settings) -> list[Check]:
-    """Load every speech model and run it once (off the event loop), then call the LLM endpoint once."""
-    checks = await asyncio.to_thread(_model_checks, settings)
+    """Load each local speech model and run it once (off the event loop), call each hosted stage once (the
+    hosted voice's speech is what the hosted transcription hears), then ask the LLM endpoint one question."""
+    voice = settings.voice
+    checks, sample = await asyncio.to_thread(_model_checks, settings)
+    if voice.tts.provider != "piper":
+        tts_check, hosted_sample = await check_hosted_tts(settings)
+        checks.append(tts_check)
+        sample = hosted_sample or sample
+    if voice.stt.provider != "whisper":
+        checks.insert(0, await check_hosted_stt(settings, sample))
     checks.append(await check_llm(settings))
     return checks
