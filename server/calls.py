@@ -73,7 +73,11 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
         model: dict[str, Any] = {"provider": vapi.model_provider, "model": vapi.model}
     else:
         stt, tts, llm = settings.voice.stt, settings.voice.tts, settings.voice.llm
-        transcriber = {"provider": stt.provider, "model": stt.model or ("tiny.en" if stt.provider == "whisper" else "whisper-1"), "language": stt.language}
+        transcriber = {
+            "provider": stt.provider,
+            "model": stt.model or ("tiny.en" if stt.provider == "whisper" else "whisper-1"),
+            "language": stt.language,
+        }
         local_voice = tts.voices.get(slot)
         voice = {
             "provider": tts.provider,

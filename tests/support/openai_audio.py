@@ -8,12 +8,12 @@ import json
 import threading
 import time
 import wave
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
 
+from tests.support.loopback import LoopbackServer
 from tests.support.speech import synthesize, whisper_model_dir
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ TRANSCRIBE_FORMATS = {"json", "text", "verbose_json"}
 SPEECH_FORMATS = {"pcm", "wav"}
 
 
-class OpenAIAudioServer:
+class OpenAIAudioServer(LoopbackServer):
     """`POST /v1/audio/transcriptions` on faster-whisper tiny.en and `POST /v1/audio/speech` on the piper voice,
     shaped like OpenAI's API, in its own thread with its own event loop (like ScriptedLLM).
 
@@ -35,97 +35,35 @@ class OpenAIAudioServer:
     """
 
     def __init__(self, *, api_key: str | None = None, fail_with_status: int | None = None, stall: bool = False):
+        super().__init__()
         self.api_key = api_key
         self.fail_with_status = fail_with_status
         self.stall = stall
         self.requests: list[dict[str, Any]] = []
-        self.base_url = ""
         self._lock = threading.Lock()
         # The models are used from the executor one call at a time: piper's espeak-ng is process-global state.
         self._model_lock = threading.Lock()
         self._whisper: WhisperModel | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._release: asyncio.Event | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> str:
-        """Start serving and return the base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
-        if self._thread is not None:
-            return self.base_url
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                port = loop.run_until_complete(self._serve())
-                self.base_url = f"http://127.0.0.1:{port}/v1"
-            except BaseException as exc:  # reported to the caller of start()
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._shutdown())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="openai-audio", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread = None
-            raise failure[0]
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop serving (stalled requests are released) and join the server thread."""
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-        self._loop = None
-
-    def __enter__(self) -> OpenAIAudioServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def requests_to(self, endpoint: str) -> list[dict[str, Any]]:
         """The logged requests to "transcriptions" or "speech", in arrival order."""
         with self._lock:
             return [r for r in self.requests if r["endpoint"] == endpoint]
 
-    async def _serve(self) -> int:
-        self._release = asyncio.Event()
-        app = web.Application(client_max_size=25 * 1024 * 1024)  # OpenAI's upload limit is 25 MB
+    thread_name = "openai-audio"
+    max_body = 25 * 1024 * 1024  # OpenAI's upload limit
+
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_post("/v1/audio/speech", self._speech)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return int(self._runner.addresses[0][1])
 
-    async def _shutdown(self) -> None:
-        if self._release is not None:
+    async def on_start(self) -> None:
+        self._release = asyncio.Event()
+
+    async def on_stop(self) -> None:
+        if self._release is not None:  # let stalled requests finish
             self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # -- endpoints ---------------------------------------------------------------------------------
 

@@ -10,10 +10,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.loopback import LoopbackServer
 
 Replies = list[str] | Callable[[list[dict[str, Any]]], str]
 
@@ -38,7 +39,7 @@ def _words(text: str) -> Iterator[str]:
         first = False
 
 
-class ScriptedLLM:
+class ScriptedLLM(LoopbackServer):
     """An OpenAI-compatible `/v1/chat/completions` server answering from a script, in its own thread.
 
     Running its own event loop in a thread lets sync bench code and any test event loop call it alike.
@@ -52,6 +53,7 @@ class ScriptedLLM:
         fail_with_status: int | None = None,
     ) -> None:
         """Answer each request with the next reply (cycled) or with `replies(messages)` if callable."""
+        super().__init__()
         if isinstance(replies, list) and not replies:
             raise ValueError("replies must not be empty")
         self._replies = replies
@@ -62,81 +64,13 @@ class ScriptedLLM:
         self.requests: list[dict[str, Any]] = []
         # time.monotonic() at which each request arrived, parallel to `requests` (benchmarks time turns by it).
         self.request_times: list[float] = []
-        self.base_url = ""
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------------
+    thread_name = "scripted-llm"
 
-    def start(self) -> str:
-        """Start serving and return the base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
-        if self._thread is not None:
-            return self.base_url
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                port = loop.run_until_complete(self._serve())
-                self.base_url = f"http://127.0.0.1:{port}/v1"
-            except BaseException as exc:  # reported to the caller of start()
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._shutdown())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="scripted-llm", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread = None
-            raise failure[0]
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop serving and join the server thread."""
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-        self._loop = None
-
-    def __enter__(self) -> ScriptedLLM:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def _serve(self) -> int:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return int(self._runner.addresses[0][1])
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # -- behaviour ---------------------------------------------------------------------------------
 
