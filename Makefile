@@ -43,7 +43,8 @@ fmt: setup
 test: setup system-deps lint
 	$(BIN)/pytest
 
-bench: setup system-deps
+bench: setup
+	bash scripts/system-deps.sh bench
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/voice.py
 

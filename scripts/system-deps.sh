@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need when they are missing: PostgreSQL 15 and Chromium.
+# `system-deps.sh bench` also installs wrk, the load generator bench/api.py drives.
 set -euo pipefail
 need=()
+if [ "${1:-}" = "bench" ] && ! command -v wrk >/dev/null 2>&1; then
+  need+=(wrk)
+fi
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql-15)
 fi
