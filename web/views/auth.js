@@ -6,6 +6,19 @@ import { field, formAlert, showFieldErrors } from "../components.js";
 import { icon } from "../icons.js";
 
 /** Only same-site paths are allowed as the place to return to after signing in. */
+/** Send a sign-in or sign-up form; on success greet the learner and go where they were heading. */
+function onAuthSubmit(app, form, alertSlot, url, greeting, next) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    const user = await submitForm(form, alertSlot, () => post(url, data));
+    if (!user) return;
+    await app.refreshMe();
+    app.toast(greeting(user));
+    app.navigate(next, { replace: true, force: true });
+  });
+}
+
 export function safeNext(next) {
   if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/api/")) return "/";
   if (next.startsWith("/signin") || next.startsWith("/signup")) return "/";
@@ -100,15 +113,7 @@ export async function signInView(ctx) {
     }),
     h("button", { type: "submit", class: "btn btn--primary btn--block" }, "Sign in"),
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const data = Object.fromEntries(new FormData(form));
-    const user = await submitForm(form, alertSlot, () => post("/api/auth/login", data));
-    if (!user) return;
-    await app.refreshMe();
-    app.toast(`Welcome back, ${user.name}!`);
-    app.navigate(next, { replace: true, force: true });
-  });
+  onAuthSubmit(app, form, alertSlot, "/api/auth/login", (user) => `Welcome back, ${user.name}!`, next);
   // Above the SSO button too, so it is the first thing read; the form's own alerts replace it on submit.
   const ssoAlert = errorMessage ? h("div", { class: "form-alert-slot auth__sso-error" }, formAlert(errorMessage)) : null;
   form.addEventListener("submit", () => ssoAlert && ssoAlert.remove());
@@ -170,15 +175,7 @@ export async function signUpView(ctx) {
     }),
     h("button", { type: "submit", class: "btn btn--primary btn--block" }, "Create account"),
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const data = Object.fromEntries(new FormData(form));
-    const user = await submitForm(form, alertSlot, () => post("/api/auth/register", data));
-    if (!user) return;
-    await app.refreshMe();
-    app.toast(`Welcome, ${user.name}! Your account is ready.`);
-    app.navigate(next === "/" ? "/" : next, { replace: true, force: true });
-  });
+  onAuthSubmit(app, form, alertSlot, "/api/auth/register", (user) => `Welcome, ${user.name}! Your account is ready.`, next);
   const body = h(
     "div",
     {},
