@@ -42,7 +42,6 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
-from pipecat.transports.smallwebrtc.transport import RawAudioTrack, SmallWebRTCTransport
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
 from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
@@ -50,6 +49,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from server.pipeline.models import SharedModels
 from server.pipeline.stages import make_stt, make_tts
+from server.pipeline.transport import LessonTransport
 from server.pipeline.turn import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 
 if TYPE_CHECKING:
@@ -148,18 +148,6 @@ class SharedClientLLMService(OpenAILLMService):
         return self._shared_client
 
 
-def _send_in_20ms_frames(transport: SmallWebRTCTransport) -> None:
-    """Make the tutor's outgoing track hand aiortc 20 ms frames instead of 10 ms ones.
-
-    Opus packs 20 ms per packet anyway; 10 ms frames double the wake-ups and the encoder thread hand-offs
-    of every lesson (a few % of a core each). pipecat exposes no setting for it, hence the attributes.
-    """
-    track = getattr(getattr(transport, "_client", None), "_audio_output_track", None)
-    if isinstance(track, RawAudioTrack) and hasattr(track, "_samples_per_10ms"):
-        track._samples_per_10ms *= 2
-        track._bytes_per_10ms *= 2
-
-
 class DropLearnerAudio(FrameProcessor):
     """Stops the learner's audio after the user aggregator: nothing further down uses it, and each 20 ms
     frame would otherwise visit five more processors (most of an idle lesson's CPU)."""
@@ -242,9 +230,10 @@ class LessonSession:
         settings, models, plan = self._settings, self._models, self.plan
         turn = settings.turn
 
-        transport = SmallWebRTCTransport(
-            webrtc_connection=self.connection,
-            params=TransportParams(audio_in_enabled=True, audio_out_enabled=True),
+        transport = LessonTransport(
+            self.connection,
+            TransportParams(audio_in_enabled=True, audio_out_enabled=True),
+            input_jitter_ms=settings.input_jitter_ms,
         )
         # Local faster-whisper or a hosted OpenAI-compatible service, as configured (stages.py).
         stt = make_stt(settings, models, on_segment=self._on_user_segment, on_error=self._on_stage_error)
@@ -313,7 +302,6 @@ class LessonSession:
 
         @transport.event_handler("on_client_connected")
         async def on_connected(_transport: Any, _client: Any) -> None:
-            _send_in_20ms_frames(transport)
             self._connected.set()
             self._last_activity = time.monotonic()
             self.send(status_message("in-progress"))

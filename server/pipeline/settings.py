@@ -100,6 +100,8 @@ class VoiceSettings(_Section):
     max_lesson_secs: float = Field(default=0, ge=0)
     # Seconds to wait for the learner's browser to connect after the offer was answered.
     connect_timeout_secs: float = Field(default=30, gt=0)
+    # Learner audio held back to reorder late packets before decoding; every ms of it delays each reply.
+    input_jitter_ms: int = Field(default=20, ge=0, le=160)
     # Log each reply's latency breakdown (VAD wait, STT, turn, LLM, TTS); watching every frame costs some CPU.
     log_latency: bool = False
     # Failed LLM turns in a row after which the lesson ends with reason "llm-unavailable".

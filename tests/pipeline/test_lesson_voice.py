@@ -27,6 +27,10 @@ async def test_learner_and_tutor_talk_and_the_transcript_is_stored_in_order(
     assert words(greeting["transcript"]) == words(FIRST_MESSAGE)
     assert peer.first_audio_after(0) is not None, "the tutor's greeting was not heard"
     await peer.wait_for_quiet(quiet=0.8)
+    # While the tutor is silent the server sends no audio at all (as Opus DTX would), not packets of silence.
+    received = len(peer.audio_frames)
+    await asyncio.sleep(0.5)
+    assert len(peer.audio_frames) == received, "the server kept sending audio while the tutor was silent"
 
     said_at = time.monotonic()
     peer.send_pcm(speech("What does a single neuron do?"), 16000)

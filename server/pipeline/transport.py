@@ -1,0 +1,216 @@
+"""pipecat's SmallWebRTC transport, made cheaper per lesson: the audio path every lesson pays 50 times a second.
+
+Profiling 4 idle lessons showed the server's event loop ~90% busy, and most of it in the per-packet audio path
+of pipecat's SmallWebRTC client and aiortc, not in the models. Three changes, all on the wire side:
+
+- **The tutor sends no packets while silent.** pipecat's output track hands aiortc 10 ms of silence at a time
+  whenever the tutor is quiet, each one Opus-encoded, SRTP-protected and sent, and decoded again by the
+  learner's browser. Here the track goes quiet after a short tail, the way Opus DTX does: RTP sequence numbers
+  stay contiguous and the timestamps jump over the gap, which every WebRTC receiver plays as silence.
+- **The learner's audio is read without a task per frame or a filter graph.** pipecat wraps every `recv()` in
+  `wait_for` (a new task each 20 ms) and converts aiortc's 48 kHz stereo with PyAV's `AudioResampler` (a
+  filter graph per call). Here it is one `asyncio.timeout` and a numpy downmix with a streaming soxr resampler.
+- **A shorter input jitter buffer.** aiortc holds 4 packets (80 ms) of the learner's audio before decoding the
+  first; every one of those milliseconds is added to the tutor's reply time. The depth is `voice.input_jitter_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import numpy as np
+import soxr
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+from pipecat.frames.frames import InputAudioRawFrame
+from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+from pipecat.transports.smallwebrtc.transport import (
+    RawAudioTrack,
+    SmallWebRTCCallbacks,
+    SmallWebRTCClient,
+    SmallWebRTCTransport,
+)
+
+log = logging.getLogger(__name__)
+
+OPUS_RATE = 48000
+FRAME_MS = 20
+# aiortc's audio jitter buffer: a power of two, comfortably above any prefetch we use.
+JITTER_CAPACITY = 16
+# Quiet frames sent after the tutor's last audio before the track stops sending: lets Opus end the tail cleanly.
+QUIET_TAIL_FRAMES = 5
+# soxr's low quality still filters well above speech; its streaming delay is 6 ms, against 21 ms for "HQ",
+# and every millisecond of it delays the end of the learner's turn.
+RESAMPLE_QUALITY = "LQ"
+# How long a read of the learner's track may wait before the reader looks again (a replaced or ended track).
+READ_TIMEOUT_SECS = 2.0
+
+
+class QuietAudioTrack(RawAudioTrack):
+    """The tutor's outgoing track: paced 20 ms frames while there is audio, nothing at all while there is not.
+
+    Built on pipecat's RawAudioTrack so the output transport queues audio into it the same way; only what
+    happens when the queue runs dry differs.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__(sample_rate=sample_rate, auto_silence=True)
+        # pipecat's track works in 10 ms chunks; Opus packs 20 ms per packet anyway, and 10 ms frames would
+        # double every lesson's wake-ups and encoder hand-offs.
+        self._samples_per_10ms *= FRAME_MS // 10
+        self._bytes_per_10ms *= FRAME_MS // 10
+        self._audio_ready = asyncio.Event()
+        self._quiet_frames = 0
+
+    def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future[bool]:
+        # The output transport sends whole 10 ms multiples; pad to the 20 ms frame so none is refused.
+        remainder = len(audio_bytes) % self._bytes_per_10ms
+        if remainder:
+            audio_bytes += bytes(self._bytes_per_10ms - remainder)
+        future: asyncio.Future[bool] = super().add_audio_bytes(audio_bytes)
+        self._audio_ready.set()
+        return future
+
+    async def recv(self) -> AudioFrame:
+        if not self._chunk_queue:
+            self._quiet_frames += 1
+            if self._quiet_frames > QUIET_TAIL_FRAMES:
+                await self._wait_for_audio()
+        else:
+            self._quiet_frames = 0
+        frame: AudioFrame = await super().recv()
+        return frame
+
+    async def _wait_for_audio(self) -> None:
+        """Send nothing until audio is queued, then carry on with the timestamps advanced over the gap."""
+        self._audio_ready.clear()
+        while not self._chunk_queue:
+            await self._audio_ready.wait()
+            self._audio_ready.clear()
+        self._quiet_frames = 0
+        # The RTP timestamp of the next frame says how long the tutor was quiet; the pacing clock restarts.
+        now = time.time()
+        gap = max(0.0, now - (self._start + self._timestamp / self._sample_rate))
+        frames = int(gap * 1000 / FRAME_MS)
+        self._timestamp += frames * self._samples_per_10ms
+        self._start = now - self._timestamp / self._sample_rate
+
+
+class LessonWebRTCClient(SmallWebRTCClient):
+    """pipecat's SmallWebRTC client with the cheaper input read, the quiet output track and a set jitter depth."""
+
+    def __init__(
+        self, webrtc_connection: SmallWebRTCConnection, callbacks: SmallWebRTCCallbacks, input_jitter_ms: int
+    ) -> None:
+        super().__init__(webrtc_connection, callbacks)
+        self._input_jitter_frames = max(0, min(JITTER_CAPACITY // 2, round(input_jitter_ms / FRAME_MS)))
+        self._learner_audio: LearnerAudio | None = None
+
+    async def _handle_client_connected(self) -> None:
+        """As pipecat's, with the quiet output track; lessons send no video, so none is set up."""
+        if not self._params:
+            return  # the pipeline is not set up yet; pipecat calls this again once it is
+        self._set_input_jitter()
+        connection = self._webrtc_connection
+        self._audio_input_track = connection.audio_input_track()
+        self._video_input_track = connection.video_input_track()
+        self._screen_video_track = connection.screen_video_input_track()
+        if self._params.audio_out_enabled:
+            self._audio_output_track = QuietAudioTrack(sample_rate=self._out_sample_rate)
+            connection.replace_audio_track(self._audio_output_track)
+        await self._callbacks.on_client_connected(connection)
+
+    def _set_input_jitter(self) -> None:
+        """Replace aiortc's 4-packet (80 ms) audio jitter buffer with one of the configured depth."""
+        for transceiver in self._webrtc_connection.pc.getTransceivers():
+            if transceiver.kind == "audio" and transceiver.receiver is not None:
+                buffer = JitterBuffer(capacity=JITTER_CAPACITY, prefetch=self._input_jitter_frames)
+                transceiver.receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+
+    async def read_audio_frame(self) -> AsyncGenerator[InputAudioRawFrame, None]:
+        """The learner's audio as 16-bit mono PCM at the pipeline's input rate, one frame per packet.
+
+        Lessons always take mono input (TransportParams' default of one channel), which is what this yields.
+        """
+        while True:
+            track = self._audio_input_track
+            if track is None:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_SECS):
+                    frame = await track.recv()
+            except TimeoutError:
+                continue  # nothing for a while (muted, reconnecting): look at the track again
+            except MediaStreamError:
+                log.info("voice: the learner's audio track ended")
+                self._audio_input_track = None
+                continue
+            if not isinstance(frame, AudioFrame):
+                await asyncio.sleep(0.01)
+                continue
+            if self._learner_audio is None:
+                self._learner_audio = LearnerAudio(self._in_sample_rate, self._audio_in_resampler)
+            pcm = self._learner_audio.convert(frame)
+            if pcm:
+                audio = InputAudioRawFrame(audio=pcm, sample_rate=self._in_sample_rate, num_channels=1)
+                audio.pts = frame.pts
+                yield audio
+
+
+class LearnerAudio:
+    """Turns aiortc's decoded frames into the pipeline's 16-bit mono PCM at its input rate.
+
+    Opus always decodes to 48 kHz interleaved stereo: one channel is kept and resampled by a streaming soxr
+    resampler (state carried across frames, so no clicks at frame edges). Anything else goes through PyAV's
+    general resampler, as in pipecat.
+    """
+
+    def __init__(self, sample_rate: int, fallback: Any) -> None:
+        self.sample_rate = sample_rate
+        self._fallback = fallback
+        self._stream: soxr.ResampleStream | None = None
+
+    def convert(self, frame: AudioFrame) -> bytes:
+        if frame.sample_rate != OPUS_RATE or frame.format.name != "s16":
+            return b"".join(f.to_ndarray().astype(np.int16).tobytes() for f in self._fallback.resample(frame))
+        samples = frame.to_ndarray().reshape(-1)
+        channels = len(frame.layout.channels)
+        mono = samples[::channels] if channels > 1 else samples
+        if self.sample_rate == OPUS_RATE:
+            return bytes(mono.tobytes())
+        if self._stream is None:
+            self._stream = soxr.ResampleStream(OPUS_RATE, self.sample_rate, 1, dtype="int16", quality=RESAMPLE_QUALITY)
+        return bytes(self._stream.resample_chunk(np.ascontiguousarray(mono)).tobytes())
+
+
+class LessonTransport(SmallWebRTCTransport):
+    """SmallWebRTCTransport over a LessonWebRTCClient; everything else (events, input/output) as pipecat has it."""
+
+    def __init__(self, webrtc_connection: SmallWebRTCConnection, params: TransportParams, input_jitter_ms: int) -> None:
+        # SmallWebRTCTransport.__init__ builds its own client, which registers handlers on the connection that
+        # cannot be taken back; so this repeats its few lines with our client instead.
+        BaseTransport.__init__(self)
+        self._params = params
+        self._callbacks = SmallWebRTCCallbacks(
+            on_app_message=self._on_app_message,
+            on_client_connected=self._on_client_connected,
+            on_client_disconnected=self._on_client_disconnected,
+            on_track_status=self._on_track_status,
+        )
+        self._client = LessonWebRTCClient(webrtc_connection, self._callbacks, input_jitter_ms)
+        self._input = None
+        self._output = None
+        self._register_event_handler("on_app_message")
+        self._register_event_handler("on_client_connected")
+        self._register_event_handler("on_client_disconnected")
+
+    @property
+    def output_track(self) -> Any:
+        return self._client._audio_output_track

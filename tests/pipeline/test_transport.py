@@ -1,0 +1,91 @@
+"""The lesson transport's audio path: what the learner's browser is sent, and what the pipeline hears."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+
+import numpy as np
+from av import AudioFrame, AudioResampler
+
+from server.pipeline.transport import QUIET_TAIL_FRAMES, LearnerAudio, QuietAudioTrack
+
+OUT_RATE = 24000
+FRAME = OUT_RATE // 50  # samples in one 20 ms frame
+
+
+def tone(seconds: float, rate: int, hz: float = 440.0, amplitude: int = 8000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+
+
+async def test_the_tutor_track_plays_queued_audio_then_falls_silent_without_sending() -> None:
+    track = QuietAudioTrack(sample_rate=OUT_RATE)
+    # 50 ms of speech: not a whole number of 20 ms frames, so the last frame is padded, never refused.
+    played = track.add_audio_bytes(tone(0.05, OUT_RATE).tobytes())
+
+    frames = [await track.recv() for _ in range(3 + QUIET_TAIL_FRAMES)]
+    assert played.done(), "queued audio was not all played"
+    assert all(f.samples == FRAME and f.sample_rate == OUT_RATE for f in frames)
+    loud = [int(np.abs(f.to_ndarray()).max()) for f in frames]
+    assert all(level > 1000 for level in loud[:2]), "the tutor's audio did not come out first"
+    assert all(level == 0 for level in loud[3:]), "a short quiet tail follows the tutor's audio"
+    assert [f.pts for f in frames] == [i * FRAME for i in range(len(frames))]
+
+    # Now nothing is queued: the track sends nothing at all until the tutor speaks again.
+    waiting = asyncio.create_task(track.recv())
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "the track kept sending while the tutor was silent"
+
+    track.add_audio_bytes(tone(0.02, OUT_RATE).tobytes())
+    resumed = await asyncio.wait_for(waiting, timeout=5)
+    assert int(np.abs(resumed.to_ndarray()).max()) > 1000
+    # The RTP timestamp jumps over the silence (as with Opus DTX), in whole frames, so the browser plays
+    # the gap as silence instead of squeezing it out.
+    last = frames[-1].pts
+    assert resumed.pts % FRAME == 0
+    assert resumed.pts - last >= int(0.3 * OUT_RATE)
+    assert resumed.time_base == fractions.Fraction(1, OUT_RATE)
+
+
+def opus_like_frames(pcm: np.ndarray, rate: int = 48000, channels: int = 2) -> list[AudioFrame]:
+    """What aiortc's Opus decoder hands over: 20 ms of packed s16 at 48 kHz, the channel repeated."""
+    frames = []
+    per_frame = rate // 50
+    for start in range(0, len(pcm) - per_frame + 1, per_frame):
+        chunk = pcm[start : start + per_frame]
+        packed = np.repeat(chunk, channels)[None, :]
+        frame = AudioFrame.from_ndarray(packed, format="s16", layout="stereo" if channels == 2 else "mono")
+        frame.sample_rate = rate
+        frame.pts = start
+        frames.append(frame)
+    return frames
+
+
+def dominant_hz(pcm: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    return float(np.fft.rfftfreq(len(pcm), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def test_the_learners_stereo_48k_audio_reaches_the_pipeline_as_16k_mono_unchanged() -> None:
+    audio = LearnerAudio(16000, AudioResampler("s16", "mono", 16000))
+    source = tone(1.0, 48000, hz=440.0)
+    out = np.frombuffer(b"".join(audio.convert(f) for f in opus_like_frames(source)), dtype=np.int16)
+
+    # A second of audio stays a second, held back by at most 10 ms, at the same pitch and level.
+    assert 16000 - 160 <= len(out) <= 16000
+    steady = out[1600:]
+    assert abs(dominant_hz(steady, 16000) - 440.0) < 5.0
+    assert 0.8 * 8000 < np.abs(steady).max() < 1.1 * 8000
+
+
+def test_audio_that_is_not_opus_shaped_still_reaches_the_pipeline() -> None:
+    audio = LearnerAudio(16000, AudioResampler("s16", "mono", 16000))
+    source = tone(0.5, 8000, hz=300.0)
+    frame = AudioFrame.from_ndarray(source[None, :], format="s16", layout="mono")
+    frame.sample_rate = 8000
+    frame.time_base = fractions.Fraction(1, 8000)
+    frame.pts = 0
+    out = np.frombuffer(audio.convert(frame), dtype=np.int16)
+    assert len(out) > 0.4 * 16000
+    assert abs(dominant_hz(out, 16000) - 300.0) < 10.0
