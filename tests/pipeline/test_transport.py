@@ -42,9 +42,10 @@ async def test_the_tutor_track_plays_queued_audio_then_falls_silent_without_send
     assert int(np.abs(resumed.to_ndarray()).max()) > 1000
     # The RTP timestamp jumps over the silence (as with Opus DTX), in whole frames, so the browser plays
     # the gap as silence instead of squeezing it out.
-    last = frames[-1].pts
-    assert resumed.pts % FRAME == 0
-    assert resumed.pts - last >= int(0.3 * OUT_RATE)
+    last, pts = frames[-1].pts, resumed.pts
+    assert last is not None and pts is not None
+    assert pts % FRAME == 0
+    assert pts - last >= int(0.3 * OUT_RATE)
     assert resumed.time_base == fractions.Fraction(1, OUT_RATE)
 
 
