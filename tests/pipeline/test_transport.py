@@ -8,7 +8,13 @@ import fractions
 import numpy as np
 from av import AudioFrame, AudioResampler
 
-from server.pipeline.transport import QUIET_TAIL_FRAMES, LearnerAudio, QuietAudioTrack
+from server.pipeline.transport import (
+    AIORTC_AUDIO_LEVEL,
+    QUIET_TAIL_FRAMES,
+    LearnerAudio,
+    QuietAudioTrack,
+    audio_level_dbov,
+)
 
 OUT_RATE = 24000
 FRAME = OUT_RATE // 50  # samples in one 20 ms frame
@@ -90,3 +96,12 @@ def test_audio_that_is_not_opus_shaped_still_reaches_the_pipeline() -> None:
     out = np.frombuffer(audio.convert(frame), dtype=np.int16)
     assert len(out) > 0.4 * 16000
     assert abs(dominant_hz(out, 16000) - 300.0) < 10.0
+
+
+def test_the_fast_audio_level_matches_aiortcs() -> None:
+    rng = np.random.default_rng(7)
+    for amplitude in (0, 1, 30, 1000, 20000, 32767):
+        for samples in (480, 960):
+            pcm = rng.integers(-amplitude, amplitude + 1, size=samples).astype(np.int16)
+            frame = AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+            assert audio_level_dbov(frame) == AIORTC_AUDIO_LEVEL(frame), (amplitude, samples)

@@ -17,6 +17,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
+from server.pipeline.transport import use_fast_audio_level
+
 SEND_RATE = 48000
 """Opus runs at 48 kHz, so feeding it 48 kHz spares aiortc a resampling step."""
 FRAME_SECONDS = 0.02
@@ -160,6 +162,9 @@ class LessonClient:
 
     def __init__(self, ping_interval: float = 1.0, keep_audio: bool = False) -> None:
         """Set `keep_audio` to also keep the received audio (48 kHz mono) for transcription checks."""
+        # A browser computes each packet's audio level natively; aiortc's Python loop would make this
+        # stand-in far costlier than the browser it stands for (it shares the server's cores in benchmarks).
+        use_fast_audio_level()
         self.pc = RTCPeerConnection()
         self.pc_id: str | None = None
         # Monotonic times around signalling, for "lesson set-up" (offer sent -> answer received).
