@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +108,8 @@ class SharedModels:
     voices: dict[str, LoadedVoice]
     stt_executor: ThreadPoolExecutor
     tts_executor: ThreadPoolExecutor
+    # Sentences that are not needed yet (earlier audio is still playing): lower OS priority, see tts.py.
+    tts_background_executor: ThreadPoolExecutor
     turn_executor: ThreadPoolExecutor
     vad_executor: ThreadPoolExecutor
     # espeak-ng keeps global state in the C library: phonemizing from two threads at once corrupts it.
@@ -120,8 +123,29 @@ class SharedModels:
         return self.voices.get(name) or self.voices[BUNDLED_VOICE], length_scale
 
     def close(self) -> None:
-        for executor in (self.stt_executor, self.tts_executor, self.turn_executor, self.vad_executor):
+        executors = (
+            self.stt_executor,
+            self.tts_executor,
+            self.tts_background_executor,
+            self.turn_executor,
+            self.vad_executor,
+        )
+        for executor in executors:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+# Nice value of the threads that synthesize sentences ahead of need: the OS runs the replies that someone is
+# waiting for (and every lesson's audio) first, and these with the cores' remaining time (CFS weight 335
+# against 1024), which is still several times faster than the audio plays.
+BACKGROUND_NICE = 5
+
+
+def _lower_thread_priority() -> None:
+    """Run the calling thread at BACKGROUND_NICE (Linux: a thread id is a valid PRIO_PROCESS target)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the pool still works
+        log.debug("voice: cannot lower a synthesis thread's priority: %s", exc)
 
 
 def load_whisper(settings: VoiceSettings) -> tuple[WhisperModel, Path]:
@@ -219,6 +243,9 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
         slots=slots,
         stt_executor=ThreadPoolExecutor(settings.stt.workers, thread_name_prefix="voice-stt"),
         tts_executor=ThreadPoolExecutor(settings.tts.workers, thread_name_prefix="voice-tts"),
+        tts_background_executor=ThreadPoolExecutor(
+            settings.tts.workers, thread_name_prefix="voice-tts-later", initializer=_lower_thread_priority
+        ),
         turn_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-turn"),
         vad_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-vad"),
     )

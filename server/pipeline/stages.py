@@ -85,6 +85,7 @@ def make_tts(
             voice=loaded,
             length_scale=length_scale,
             executor=models.tts_executor,
+            background_executor=models.tts_background_executor,
             phonemizer_lock=models.phonemizer_lock,
         )
     if tts.provider == "openai":

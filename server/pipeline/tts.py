@@ -6,12 +6,14 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import Executor
 
 import numpy as np
 import soxr
-from pipecat.frames.frames import ErrorFrame, Frame, TTSAudioRawFrame
+from pipecat.frames.frames import ErrorFrame, Frame, InterruptionFrame, TTSAudioRawFrame
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 # the first clause plays while the next is made. Breaking only after a few words keeps the prosody natural.
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
 MIN_CLAUSE_WORDS = 4
+# A clause is urgent when less than this much of the reply's earlier audio is left to play: it goes to the
+# normal pool. With more slack it goes to the lower-priority pool, so that under load one lesson's long
+# reply does not hold up another lesson's first words.
+URGENT_SLACK_SECS = 0.6
 
 
 def split_clauses(text: str) -> list[str]:
@@ -40,10 +46,41 @@ def split_clauses(text: str) -> list[str]:
     return clauses
 
 
-def phonemize(voice: LoadedVoice, text: str, lock: threading.Lock) -> list[list[str]]:
-    """Text to phonemes, one list per sentence or long clause; espeak-ng is process-global, hence the lock."""
+# When nobody is hearing anything yet, the first words are what the learner waits for: a first clause longer
+# than QUICK_START_MAX_WORDS is cut after 3 to 7 words, at a sentence end or before a word that starts a new
+# phrase, so its audio is ready in about half the time. The rest is made while those words play.
+QUICK_START_MAX_WORDS = 5
+QUICK_START_HEAD = range(3, 8)
+_PHRASE_STARTS = frozenset(
+    "and but or so because which who whose where when while if that then like from with until before after "
+    "since".split()
+)
+
+
+def quick_start(clause: str) -> list[str]:
+    """Split a long first clause into a short head that can be spoken at once and the rest."""
+    words = clause.split()
+    if len(words) <= QUICK_START_MAX_WORDS:
+        return [clause]
+    for i in QUICK_START_HEAD:
+        if i >= len(words) - 1:
+            break
+        ends_sentence = words[i - 1][-1] in ".!?"
+        if ends_sentence or words[i].lower().strip(",;:") in _PHRASE_STARTS:
+            return [" ".join(words[:i]), " ".join(words[i:])]
+    return [clause]
+
+
+def phonemize(voice: LoadedVoice, text: str, lock: threading.Lock, urgent: bool = False) -> list[list[str]]:
+    """Text to phonemes, one list per sentence or long clause; espeak-ng is process-global, hence the lock.
+
+    `urgent`: nothing is playing, so the first clause is split for a quick start (see quick_start).
+    """
+    clauses = split_clauses(text)
+    if urgent and clauses:
+        clauses = quick_start(clauses[0]) + clauses[1:]
     with lock:
-        return [phonemes for clause in split_clauses(text) for phonemes in voice.voice.phonemize(clause)]
+        return [phonemes for clause in clauses for phonemes in voice.voice.phonemize(clause)]
 
 
 def synthesize_sentence(voice: LoadedVoice, phonemes: list[str], length_scale: float, out_rate: int) -> bytes:
@@ -76,6 +113,7 @@ class SharedPiperTTSService(TTSService):
         length_scale: float,
         executor: Executor,
         phonemizer_lock: threading.Lock,
+        background_executor: Executor | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(
@@ -87,27 +125,47 @@ class SharedPiperTTSService(TTSService):
         self._voice = voice
         self._length_scale = length_scale
         self._executor = executor
+        self._background = background_executor or executor
         self._lock = phonemizer_lock
+        # Monotonic time at which the audio synthesized so far will have finished playing.
+        self._playing_until = 0.0
 
     def can_generate_metrics(self) -> bool:
         return True
+
+    def _urgent(self) -> bool:
+        """Whether the learner is waiting for this audio: less than URGENT_SLACK_SECS of earlier audio to play."""
+        return self._playing_until - time.monotonic() <= URGENT_SLACK_SECS
+
+    def _pool(self) -> Executor:
+        """The normal pool when someone is waiting for this audio, the lower-priority one when there is slack."""
+        return self._executor if self._urgent() else self._background
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame):
+            self._playing_until = 0.0  # the queued audio was dropped: the next reply is urgent again
+        await super().process_frame(frame, direction)
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         loop = asyncio.get_running_loop()
         try:
             await self.start_tts_usage_metrics(text)
-            sentences = await loop.run_in_executor(self._executor, phonemize, self._voice, text, self._lock)
+            urgent = self._urgent()
+            pool = self._executor if urgent else self._background
+            sentences = await loop.run_in_executor(pool, phonemize, self._voice, text, self._lock, urgent)
             for phonemes in sentences:
                 if not phonemes:
                     continue
                 pcm = await loop.run_in_executor(
-                    self._executor,
+                    self._pool(),
                     synthesize_sentence,
                     self._voice,
                     phonemes,
                     self._length_scale,
                     self.sample_rate,
                 )
+                now = time.monotonic()
+                self._playing_until = max(now, self._playing_until) + len(pcm) / (2 * self.sample_rate)
                 await self.stop_ttfb_metrics()
                 yield TTSAudioRawFrame(pcm, self.sample_rate, 1, context_id=context_id)
         except Exception as exc:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from pipecat.frames.frames import TTSAudioRawFrame
 
 from server.lessons import CompanionView, LiveLesson
 from server.pipeline.doctor import check_llm
@@ -17,7 +20,7 @@ from server.pipeline.lesson import plan_lesson
 from server.pipeline.models import BUNDLED_VOICE, SharedModels, bundled_voice_path, load_models
 from server.pipeline.settings import VoiceSettings
 from server.pipeline.stt import WhisperOptions, transcribe_pcm
-from server.pipeline.tts import split_clauses, synthesize_sentence
+from server.pipeline.tts import SharedPiperTTSService, quick_start, split_clauses, synthesize_sentence
 from tests.conftest import make_settings
 from tests.pipeline.conftest import words
 from tests.support.scripted_llm import ScriptedLLM, unused_base_url
@@ -62,6 +65,23 @@ def test_long_sentences_are_spoken_clause_by_clause() -> None:
     assert split_clauses("Yes, exactly.") == ["Yes, exactly."]
     assert split_clauses("Our time is up for today. Well done, and goodbye!") == [
         "Our time is up for today. Well done, and goodbye!"
+    ]
+
+
+def test_the_first_words_of_a_reply_are_spoken_before_the_rest_of_a_long_clause() -> None:
+    assert quick_start("Rivers flow downhill because of gravity,") == ["Rivers flow downhill", "because of gravity,"]
+    assert quick_start("A tributary is a smaller river that flows into a bigger one,") == [
+        "A tributary is a smaller river",
+        "that flows into a bigger one,",
+    ]
+    assert quick_start("Our time is up for today. Well done, and goodbye!") == [
+        "Our time is up for today.",
+        "Well done, and goodbye!",
+    ]
+    # Short clauses, and long ones with no natural place to pause early, are left whole.
+    assert quick_start("Great question!") == ["Great question!"]
+    assert quick_start("A delta is the fan of land a river builds where it meets the sea,") == [
+        "A delta is the fan of land a river builds where it meets the sea,"
     ]
 
 
@@ -127,3 +147,55 @@ def test_a_looping_decoder_is_cut_back_to_one_copy() -> None:
     assert _drop_repeats([1, 2, 3, 1, 2, 3, 1, 2]) == [1, 2, 3]
     assert _drop_repeats([7, 7, 7, 7, 7, 7]) == [7, 7, 7]
     assert _drop_repeats([1, 2, 3, 4, 5, 6]) == [1, 2, 3, 4, 5, 6]
+
+
+class _CountingPool(ThreadPoolExecutor):
+    """A thread pool that counts the jobs it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.jobs = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.jobs += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_sentences_not_yet_needed_are_synthesized_at_lower_priority(voice_models: SharedModels) -> None:
+    # The first words of a reply are what the learner waits for; later sentences, synthesized while earlier
+    # audio still plays, go to the lower-priority pool so another lesson's first words are not held up.
+    urgent, later = _CountingPool(), _CountingPool()
+    loaded, _ = voice_models.voice_for("male", "casual")
+    tts = SharedPiperTTSService(
+        voice=loaded,
+        length_scale=1.0,
+        executor=urgent,
+        background_executor=later,
+        phonemizer_lock=voice_models.phonemizer_lock,
+        sample_rate=24000,
+    )
+    tts._sample_rate = 24000
+    tts.start_tts_usage_metrics = tts.stop_ttfb_metrics = _nothing  # type: ignore[method-assign]
+
+    async def speak(text: str) -> float:
+        seconds = 0.0
+        async for frame in tts.run_tts(text, "ctx"):
+            assert isinstance(frame, TTSAudioRawFrame), frame
+            seconds += len(frame.audio) / 48000
+        return seconds
+
+    first = await speak("Rivers flow downhill because of gravity.")
+    assert first > 1.0
+    # With nothing playing, the phonemes and the quick first words ("Rivers flow downhill") are urgent; the
+    # rest of the sentence may already wait its turn while those words play.
+    assert urgent.jobs == 2 and later.jobs <= 1, (urgent.jobs, later.jobs)
+    before = later.jobs
+    await speak("So they end up in a lake or the sea.")
+    assert urgent.jobs == 2, "a sentence synthesized while the first still plays is not urgent"
+    assert later.jobs == before + 2
+    urgent.shutdown()
+    later.shutdown()
+
+
+async def _nothing(*_args: Any, **_kwargs: Any) -> None:
+    return None
