@@ -342,8 +342,11 @@ class OursTarget(Target):
     EMAIL = "bench@school.test"
     PASSWORD = "bench-password-123"
 
-    def __init__(self, llm_url: str, log_dir: Path, breakdown: bool = True) -> None:
+    def __init__(
+        self, llm_url: str, log_dir: Path, breakdown: bool = True, extra_env: dict[str, str] | None = None
+    ) -> None:
         self._llm_url = llm_url
+        self._extra_env = extra_env or {}
         self._breakdown = breakdown
         self._dir = log_dir / "ours"
         self._log_path = log_dir / "ours.log"
@@ -369,6 +372,7 @@ class OursTarget(Target):
                 "TUTOR_VOICE__LOG_LATENCY": "true" if self._breakdown else "false",
             }
         )
+        env.update(self._extra_env)
         return env
 
     def _cli(self, *args: str) -> list[str]:
@@ -856,7 +860,8 @@ async def main_async(args: argparse.Namespace) -> int:
     cpus = len(os.sched_getaffinity(0))
     if load > 0.5:
         print(f"warning: load average {load:.2f} - other work on this machine will skew the figures", file=sys.stderr)
-    ks = [k for k in (1, 2, 4, 8, 10, 12, 16) if k <= args.max_k]
+    ks = args.ks or [k for k in (1, 2, 4, 8, 10, 12, 16) if k <= args.max_k]
+    extra_env = dict(item.split("=", 1) for item in args.server_env)
     print("synthesizing the learner's clips with piper", file=sys.stderr)
     clips = await asyncio.to_thread(make_clips)
     system_prompt, first_message = tutor_texts()
@@ -873,7 +878,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 summaries.append(summarize(await run_target(stock, clips, llm, args, stock_ks)))
         if args.only in (None, "ours"):
             with ScriptedLLM(TUTOR_REPLIES, first_token_delay=args.llm_first_token) as llm:
-                ours = OursTarget(llm.base_url, log_dir, args.server_breakdown)
+                ours = OursTarget(llm.base_url, log_dir, args.server_breakdown, extra_env)
                 summaries.append(summarize(await run_target(ours, clips, llm, args, ks)))
         if args.log_dir is None:
             # Keep the server logs only when asked; say where they would have been useful.
@@ -894,6 +899,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=10, help="turns in the one-at-a-time lesson (default 10)")
     parser.add_argument("--setups", type=int, default=3, help="extra lessons opened just to time set-up")
     parser.add_argument("--max-k", type=int, default=8, help="largest number of simultaneous lessons (default 8)")
+    parser.add_argument(
+        "--ks",
+        type=lambda text: [int(k) for k in text.split(",")],
+        help="the K values to run instead of 1, 2, 4, 8... up to --max-k, e.g. --ks 4,8",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for our server, for tuning runs (e.g. TUTOR_VOICE__STT__WORKERS=2); repeatable",
+    )
     parser.add_argument("--k-turns", type=int, default=3, help="turns per lesson in the concurrency runs")
     parser.add_argument("--all-k", action="store_true", help="keep going after a K misses the 2 s bar")
     parser.add_argument("--only", choices=("ours", "stock"), help="measure one pipeline")

@@ -243,8 +243,10 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
         slots=slots,
         stt_executor=ThreadPoolExecutor(settings.stt.workers, thread_name_prefix="voice-stt"),
         tts_executor=ThreadPoolExecutor(settings.tts.workers, thread_name_prefix="voice-tts"),
+        # One thread: on few cores more would add no speed, and each concurrent piper run holds its own
+        # working memory (tens of MB) for as long as the process lives.
         tts_background_executor=ThreadPoolExecutor(
-            settings.tts.workers, thread_name_prefix="voice-tts-later", initializer=_lower_thread_priority
+            1, thread_name_prefix="voice-tts-later", initializer=_lower_thread_priority
         ),
         turn_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-turn"),
         vad_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-vad"),

@@ -53,6 +53,7 @@ class VoiceService:
         # lesson id -> its session; a reconnect replaces the lesson's session.
         self._sessions: dict[int, LessonSession] = {}
         self._closing = False
+        self._lag_task: asyncio.Task[None] | None = None
 
     @property
     def live_lessons(self) -> int:
@@ -79,6 +80,8 @@ class VoiceService:
                 log.error("voice: %s", exc)
                 raise ServiceUnavailable("voice_models_unavailable", str(exc)) from exc
             self._llm_client = make_llm_client(self._settings)
+            if self._settings.voice.log_latency and self._lag_task is None:
+                self._lag_task = asyncio.create_task(_watch_loop_lag(), name="voice-loop-lag")
 
     def _client(self) -> AsyncOpenAI:
         if self._llm_client is None:
@@ -88,6 +91,8 @@ class VoiceService:
     async def close(self) -> None:
         """End every live lesson and release the models' thread pools."""
         self._closing = True
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         sessions = list(self._sessions.values())
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         self._sessions.clear()
@@ -210,6 +215,36 @@ class VoiceService:
     async def _forget(self, session: LessonSession) -> None:
         if self._sessions.get(session.plan.lesson_id) is session:
             del self._sessions[session.plan.lesson_id]
+
+
+LAG_TICK_SECS = 0.05
+LAG_REPORT_SECS = 10.0
+
+
+async def _watch_loop_lag() -> None:
+    """With voice.log_latency: how late the event loop wakes a 50 ms sleep, logged every 10 s while lessons run.
+
+    Every lesson's audio passes through this one loop; when it is late, every reply is late by as much.
+    """
+    lags: list[float] = []
+    report_at = time.monotonic() + LAG_REPORT_SECS
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(LAG_TICK_SECS)
+        now = time.monotonic()
+        lags.append(max(0.0, now - before - LAG_TICK_SECS))
+        if now >= report_at:
+            lags.sort()
+            if lags[-1] > 0.005:
+                p50, p95 = lags[len(lags) // 2], lags[int(len(lags) * 0.95)]
+                log.info(
+                    "voice: event loop lag p50 %.1f ms, p95 %.1f ms, max %.1f ms",
+                    p50 * 1000,
+                    p95 * 1000,
+                    lags[-1] * 1000,
+                )
+            lags.clear()
+            report_at = now + LAG_REPORT_SECS
 
 
 async def _close_quietly(connection: SmallWebRTCConnection) -> None:
