@@ -141,6 +141,10 @@ class PipelineResult:
     rss_one_lesson_mb: float | None = None
     concurrency: list[ConcurrencyRow] = field(default_factory=list)
     client_lag_p95_ms: float = 0.0
+    # CPU (% of one core) per connected lesson in which nobody speaks: the server's, and the test clients'.
+    idle_lessons: int = 0
+    idle_server_pct: float | None = None
+    idle_client_pct: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -202,6 +206,15 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def process_cpu_secs(pid: int) -> float | None:
+    """User + system CPU seconds of a process (all its threads) from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -605,6 +618,37 @@ async def measure_sequential(
     result.server_breakdown = {label: sum(v) / len(breakdowns) for label, v in totals.items()}
 
 
+IDLE_WINDOW_SECS = 10.0
+
+
+async def measure_idle(target: Target, lessons: int, result: PipelineResult) -> None:
+    """Open `lessons` lessons, let the greetings end, then measure CPU over 10 s in which nobody speaks.
+
+    What a connected lesson costs by itself (audio in and out, the pipeline's per-frame work) decides how many
+    fit on a machine before any turn is taken; the clients' share is what the test clients cost here.
+    """
+    clients: list[LessonClient] = []
+    try:
+        for _ in range(lessons):
+            client, _setup = await open_lesson(target)
+            clients.append(client)
+        await asyncio.sleep(2.0)
+        assert target.pid is not None
+        server_before, client_before = process_cpu_secs(target.pid), time.process_time()
+        started = time.monotonic()
+        await asyncio.sleep(IDLE_WINDOW_SECS)
+        server_after, client_after = process_cpu_secs(target.pid), time.process_time()
+        elapsed = time.monotonic() - started
+        if server_before is not None and server_after is not None:
+            result.idle_server_pct = 100 * (server_after - server_before) / elapsed / lessons
+        result.idle_client_pct = 100 * (client_after - client_before) / elapsed / lessons
+        result.idle_lessons = lessons
+    finally:
+        for client in clients:
+            await client.close()
+        await asyncio.sleep(1.0)
+
+
 async def run_k(target: Target, clips: list[Clip], k: int, turns: int, rng: random.Random) -> ConcurrencyRow:
     """K lessons at once, each greeting, then speaking `turns` times with a few seconds between."""
     lag = LoopLag()
@@ -677,6 +721,9 @@ async def run_target(
         await target.start()
         print(f"{target.name}: {args.turns} turns in one lesson", file=sys.stderr)
         await measure_sequential(target, clips, llm, args.turns, args.setups, result, args.verbose)
+        if args.idle_lessons:
+            print(f"{target.name}: {args.idle_lessons} lessons connected, nobody speaking", file=sys.stderr)
+            await measure_idle(target, args.idle_lessons, result)
         if ks:
             print(f"{target.name}: concurrency, K = {ks}", file=sys.stderr)
             result.concurrency = await measure_concurrency(target, clips, ks, args.k_turns, args.seed, not args.all_k)
@@ -730,6 +777,9 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "rss_idle_mb": result.rss_idle_mb,
         "rss_one_lesson_mb": result.rss_one_lesson_mb,
         "client_loop_lag_p95_ms": result.client_lag_p95_ms,
+        "idle_lessons": result.idle_lessons,
+        "idle_server_cpu_pct_per_lesson": result.idle_server_pct,
+        "idle_client_cpu_pct_per_lesson": result.idle_client_pct,
         "concurrency": [
             {
                 "k": row.k,
@@ -819,6 +869,16 @@ def print_report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> None:
             f"with one lesson {_fmt(s['rss_one_lesson_mb'], digits=0)}",
             file=out,
         )
+
+    idle = [s for s in summaries if s["idle_lessons"]]
+    if idle:
+        print("\nCPU per connected lesson with nobody speaking, % of one core", file=out)
+        for s in idle:
+            print(
+                f"  {s['name']:<14}server {_fmt(s['idle_server_cpu_pct_per_lesson'], '%', 1)}, "
+                f"test client {_fmt(s['idle_client_cpu_pct_per_lesson'], '%', 1)}  ({s['idle_lessons']} lessons)",
+                file=out,
+            )
 
     for s in summaries:
         if not s["concurrency"]:
@@ -910,6 +970,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="extra environment for our server, for tuning runs (e.g. TUTOR_VOICE__STT__WORKERS=2); repeatable",
+    )
+    parser.add_argument(
+        "--idle-lessons",
+        type=int,
+        default=4,
+        help="lessons connected at once for the idle CPU figure (0 = skip; default 4)",
     )
     parser.add_argument("--k-turns", type=int, default=3, help="turns per lesson in the concurrency runs")
     parser.add_argument("--all-k", action="store_true", help="keep going after a K misses the 2 s bar")
