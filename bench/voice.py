@@ -921,7 +921,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if load > 0.5:
         print(f"warning: load average {load:.2f} - other work on this machine will skew the figures", file=sys.stderr)
     ks = args.ks or [k for k in (1, 2, 4, 8, 10, 12, 16) if k <= args.max_k]
-    extra_env = dict(item.split("=", 1) for item in args.server_env)
+    extra_env = dict(args.server_env)
     print("synthesizing the learner's clips with piper", file=sys.stderr)
     clips = await asyncio.to_thread(make_clips)
     system_prompt, first_message = tutor_texts()
@@ -954,6 +954,13 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0 if not any(s["error"] for s in summaries) else 1
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Voice-to-voice, set-up and concurrency: ours vs stock pipecat.")
     parser.add_argument("--turns", type=int, default=10, help="turns in the one-at-a-time lesson (default 10)")
@@ -968,6 +975,7 @@ def main(argv: list[str] | None = None) -> int:
         "--server-env",
         action="append",
         default=[],
+        type=_key_value,
         metavar="KEY=VALUE",
         help="extra environment for our server, for tuning runs (e.g. TUTOR_VOICE__STT__WORKERS=2); repeatable",
     )

@@ -222,7 +222,7 @@ LAG_REPORT_SECS = 10.0
 
 
 async def _watch_loop_lag() -> None:
-    """With voice.log_latency: how late the event loop wakes a 50 ms sleep, logged every 10 s while lessons run.
+    """With voice.log_latency: how late the event loop wakes a 50 ms sleep, logged every 10 s if it reached 5 ms.
 
     Every lesson's audio passes through this one loop; when it is late, every reply is late by as much.
     """

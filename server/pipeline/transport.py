@@ -1,7 +1,7 @@
 """pipecat's SmallWebRTC transport, made cheaper per lesson: the audio path every lesson pays 50 times a second.
 
 Profiling 4 idle lessons showed the server's event loop ~90% busy, and most of it in the per-packet audio path
-of pipecat's SmallWebRTC client and aiortc, not in the models. Three changes, all on the wire side:
+of pipecat's SmallWebRTC client and aiortc, not in the models. Four changes, all on the wire side:
 
 - **The tutor sends no packets while silent.** pipecat's output track hands aiortc 10 ms of silence at a time
   whenever the tutor is quiet, each one Opus-encoded, SRTP-protected and sent, and decoded again by the
@@ -208,10 +208,10 @@ class LearnerAudio:
         channels = len(frame.layout.channels)
         mono = samples[::channels] if channels > 1 else samples
         if self.sample_rate == OPUS_RATE:
-            return bytes(mono.tobytes())
+            return mono.tobytes()
         if self._stream is None:
             self._stream = soxr.ResampleStream(OPUS_RATE, self.sample_rate, 1, dtype="int16", quality=RESAMPLE_QUALITY)
-        return bytes(self._stream.resample_chunk(np.ascontiguousarray(mono)).tobytes())
+        return self._stream.resample_chunk(np.ascontiguousarray(mono)).tobytes()
 
 
 class LessonTransport(SmallWebRTCTransport):
@@ -235,7 +235,3 @@ class LessonTransport(SmallWebRTCTransport):
         self._register_event_handler("on_app_message")
         self._register_event_handler("on_client_connected")
         self._register_event_handler("on_client_disconnected")
-
-    @property
-    def output_track(self) -> Any:
-        return self._client._audio_output_track

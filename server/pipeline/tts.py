@@ -150,9 +150,9 @@ class SharedPiperTTSService(TTSService):
         loop = asyncio.get_running_loop()
         try:
             await self.start_tts_usage_metrics(text)
-            urgent = self._urgent()
-            pool = self._executor if urgent else self._background
-            sentences = await loop.run_in_executor(pool, phonemize, self._voice, text, self._lock, urgent)
+            sentences = await loop.run_in_executor(
+                self._pool(), phonemize, self._voice, text, self._lock, self._urgent()
+            )
             for phonemes in sentences:
                 if not phonemes:
                     continue
