@@ -59,7 +59,9 @@ class App {
       return;
     }
     await this.refreshMe();
-    await this.render();
+    // A fresh page load leaves focus where the browser put it (so the first Tab reaches "Skip to content");
+    // only later screen changes inside the page move focus to the new heading.
+    await this.render({ initial: true });
   }
 
   /** Reload the signed-in learner (usage counts change after building a companion or starting a lesson). */
@@ -105,6 +107,15 @@ class App {
     const url = new URL(link.href, location.href);
     if (url.origin !== location.origin || url.pathname.startsWith("/api/")) return;
     event.preventDefault();
+    if (url.hash && url.pathname === location.pathname && url.search === location.search) {
+      // A link within this screen ("Skip to content"): move focus there; the screen stays as it is.
+      const target = document.getElementById(decodeURIComponent(url.hash.slice(1)));
+      if (target) {
+        if (!target.hasAttribute("tabindex") && target.tabIndex < 0) target.setAttribute("tabindex", "-1");
+        target.focus();
+      }
+      return;
+    }
     this.navigate(url.pathname + url.search + url.hash);
   }
 
@@ -133,7 +144,7 @@ class App {
     return null;
   }
 
-  async render({ keepFocus = false, fromHistory = false } = {}) {
+  async render({ keepFocus = false, fromHistory = false, initial = false } = {}) {
     const token = ++this.renderToken;
     const main = document.getElementById("main");
     const { pathname, search } = location;
@@ -142,11 +153,11 @@ class App {
 
     if (found && found.route.auth && !this.me) {
       history.replaceState(null, "", `/signin?next=${encodeURIComponent(pathname + search)}`);
-      return this.render();
+      return this.render({ initial });
     }
     if (found && found.route.guest && this.me) {
       history.replaceState(null, "", safeNext(new URLSearchParams(search).get("next")));
-      return this.render();
+      return this.render({ initial });
     }
 
     if (this.current) {
@@ -182,6 +193,8 @@ class App {
     const keep = focusedId && document.getElementById(focusedId);
     if (keep) {
       keep.focus();
+    } else if (initial) {
+      announce(result.title || "Page loaded");
     } else {
       if (!fromHistory) window.scrollTo(0, 0);
       // Moving focus to the new heading tells keyboard and screen-reader users the screen changed.

@@ -180,10 +180,22 @@ def test_keyboard_only_learner_can_reach_the_library_and_bookmark(page: Page) ->
     sign_up(page, "Kay Keys")
     build_companion(page, "Lingo", "language", "Spanish greetings")
     page.goto("/")
+    # Once the screen has loaded, the first Tab still reaches the skip link: loading moves no focus.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Welcome back, Kay")
+    expect(page.locator("#main")).not_to_have_attribute("aria-busy", "true")
     page.keyboard.press("Tab")
-    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
-    page.goto("/companions")
-    # Focus moves to the new screen's heading so screen readers announce it.
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    # It jumps past the header to the screen's content and leaves the screen as it is.
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    expect(page).to_have_url(re.compile(r"/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Welcome back, Kay")
+
+    # Following a link moves focus to the new screen's heading so screen readers announce it.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Companions").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/companions$"))
     expect(page.get_by_role("heading", level=1)).to_be_focused()
     page.get_by_label("Search by topic or name").focus()
     page.keyboard.type("spanish")
