@@ -25,9 +25,11 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import av
 import numpy as np
 import soxr
 from aiortc import rtp
+from aiortc.codecs import get_decoder
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
@@ -52,6 +54,10 @@ QUIET_TAIL_FRAMES = 5
 # soxr's low quality still filters well above speech; its streaming delay is 6 ms, against 21 ms for "HQ",
 # and every millisecond of it delays the end of the learner's turn.
 RESAMPLE_QUALITY = "LQ"
+# The learner's audio goes down the pipeline 40 ms at a time, two packets to a frame: every frame costs the
+# event loop a trip through each processor's queue, and Silero scores 32 ms windows anyway. It adds 10 ms on
+# average to noticing the end of the learner's speech.
+INPUT_FRAME_MS = 40
 # How long a read of the learner's track may wait before the reader looks again (a replaced or ended track).
 READ_TIMEOUT_SECS = 2.0
 
@@ -134,6 +140,7 @@ class LessonWebRTCClient(SmallWebRTCClient):
     ) -> None:
         super().__init__(webrtc_connection, callbacks)
         self._input_jitter_frames = max(0, min(JITTER_CAPACITY // 2, round(input_jitter_ms / FRAME_MS)))
+        self._input_frame_bytes = 0  # set once the pipeline's input rate is known
         self._learner_audio: LearnerAudio | None = None
 
     async def _handle_client_connected(self) -> None:
@@ -151,17 +158,26 @@ class LessonWebRTCClient(SmallWebRTCClient):
         await self._callbacks.on_client_connected(connection)
 
     def _set_input_jitter(self) -> None:
-        """Replace aiortc's 4-packet (80 ms) audio jitter buffer with one of the configured depth."""
+        """Replace aiortc's 4-packet (80 ms) audio jitter buffer with one of the configured depth, and decode
+        the learner's audio on the event loop instead of aiortc's decoder thread."""
         for transceiver in self._webrtc_connection.pc.getTransceivers():
-            if transceiver.kind == "audio" and transceiver.receiver is not None:
+            receiver = transceiver.receiver
+            if transceiver.kind == "audio" and receiver is not None:
                 buffer = JitterBuffer(capacity=JITTER_CAPACITY, prefetch=self._input_jitter_frames)
-                transceiver.receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+                receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+                queue = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+                track = receiver._track
+                if track is not None and not isinstance(queue, InlineAudioDecoding):
+                    inline = InlineAudioDecoding(queue, track._queue)
+                    receiver._RTCRtpReceiver__decoder_queue = inline  # type: ignore[attr-defined]
 
     async def read_audio_frame(self) -> AsyncGenerator[InputAudioRawFrame, None]:
-        """The learner's audio as 16-bit mono PCM at the pipeline's input rate, one frame per packet.
+        """The learner's audio as 16-bit mono PCM at the pipeline's input rate, 40 ms a frame.
 
         Lessons always take mono input (TransportParams' default of one channel), which is what this yields.
+        Two packets go into each pipeline frame (see INPUT_FRAME_MS).
         """
+        pending = bytearray()
         while True:
             track = self._audio_input_track
             if track is None:
@@ -181,11 +197,60 @@ class LessonWebRTCClient(SmallWebRTCClient):
                 continue
             if self._learner_audio is None:
                 self._learner_audio = LearnerAudio(self._in_sample_rate, self._audio_in_resampler)
-            pcm = self._learner_audio.convert(frame)
-            if pcm:
-                audio = InputAudioRawFrame(audio=pcm, sample_rate=self._in_sample_rate, num_channels=1)
+                self._input_frame_bytes = self._in_sample_rate * INPUT_FRAME_MS // 1000 * 2
+            pending += self._learner_audio.convert(frame)
+            if len(pending) >= self._input_frame_bytes:
+                audio = LearnerAudioFrame(audio=bytes(pending), sample_rate=self._in_sample_rate, num_channels=1)
                 audio.pts = frame.pts
+                pending.clear()
                 yield audio
+
+
+class LearnerAudioFrame(InputAudioRawFrame):
+    """The learner's audio, named in one word when formatted.
+
+    pipecat builds a trace message for every frame pushed between processors, logged or not; pipecat's
+    audio frames format their timestamp and sizes into it, 25 times a second per lesson per processor.
+    """
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InlineAudioDecoding:
+    """Takes the place of an aiortc audio receiver's decoder-thread queue and decodes each frame at once.
+
+    aiortc decodes on a thread per receiver: each 20 ms packet is a queue hand-off to that thread and a
+    `run_coroutine_threadsafe` back (a self-pipe write, an event-loop wake-up and a new task), which cost the
+    event loop more than decoding the packet (~50 µs of libopus) does. Here the receiver's packet handler,
+    already on the event loop, decodes the frame and queues the result for the track itself.
+
+    aiortc's thread, started before this took its place, stays parked on its own queue; the `None` that stops
+    the receiver is passed on to it, so it ends the track as it always has.
+    """
+
+    def __init__(self, thread_queue: Any, track_queue: asyncio.Queue[Any]) -> None:
+        self._thread_queue = thread_queue
+        self._track_queue = track_queue
+        self._codec_name: str | None = None
+        self._decoder: Any = None
+
+    def put(self, task: Any) -> None:
+        if task is None:
+            self._thread_queue.put(None)
+            return
+        codec, encoded_frame = task
+        if codec.name != self._codec_name:
+            self._decoder = get_decoder(codec)
+            self._codec_name = codec.name
+        try:
+            frames = self._decoder.decode(encoded_frame)
+        except av.FFmpegError as exc:
+            # As aiortc: keep the decoder's state, drop the frame (a lost packet is a short gap).
+            log.warning("voice: the learner's %s frame did not decode: %s", codec.name, exc)
+            return
+        for frame in frames:
+            self._track_queue.put_nowait(frame)
 
 
 class LearnerAudio:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import queue
 
 import numpy as np
+from aiortc.codecs import get_capabilities
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.jitterbuffer import JitterFrame
 from av import AudioFrame, AudioResampler
 
 from server.pipeline.transport import (
     AIORTC_AUDIO_LEVEL,
     QUIET_TAIL_FRAMES,
+    InlineAudioDecoding,
     LearnerAudio,
     QuietAudioTrack,
     audio_level_dbov,
@@ -105,3 +110,30 @@ def test_the_fast_audio_level_matches_aiortcs() -> None:
             pcm = rng.integers(-amplitude, amplitude + 1, size=samples).astype(np.int16)
             frame = AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
             assert audio_level_dbov(frame) == AIORTC_AUDIO_LEVEL(frame), (amplitude, samples)
+
+
+async def test_the_learners_packets_are_decoded_in_order_as_they_arrive_and_a_stop_still_ends_the_track() -> None:
+    opus = next(c for c in get_capabilities("audio").codecs if c.name == "opus")
+    encoder = OpusEncoder()
+    pcm = tone(0.2, 48000, hz=300)
+    encoded = []
+    for i in range(10):
+        frame = AudioFrame.from_ndarray(pcm[None, i * 960 : (i + 1) * 960], format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, i * 960, fractions.Fraction(1, 48000)
+        payloads, timestamp = encoder.encode(frame)
+        encoded.extend(JitterFrame(data=p, timestamp=timestamp) for p in payloads)
+
+    thread_queue: queue.Queue[object] = queue.Queue()
+    track_queue: asyncio.Queue[object] = asyncio.Queue()
+    decoding = InlineAudioDecoding(thread_queue, track_queue)
+    for packet in encoded:
+        decoding.put((opus, packet))
+    decoded = [track_queue.get_nowait() for _ in range(track_queue.qsize())]
+    assert len(decoded) == len(encoded), "every packet is decoded at once, with no thread in between"
+    assert all(isinstance(f, AudioFrame) and f.samples == 960 for f in decoded)
+    assert [f.pts for f in decoded] == sorted(f.pts for f in decoded)
+    assert np.abs(np.concatenate([f.to_ndarray().reshape(-1) for f in decoded[2:]])).max() > 1000
+
+    # The receiver's stop is passed to aiortc's parked decoder thread, which ends the track.
+    decoding.put(None)
+    assert thread_queue.get_nowait() is None
