@@ -71,7 +71,7 @@ async def _states(vad: object, pcm: np.ndarray) -> list[VADState]:
 
 def _speaking_spans(states: list[VADState]) -> list[tuple[int, int]]:
     spans, start = [], None
-    for i, state in enumerate(states + [VADState.QUIET]):
+    for i, state in enumerate([*states, VADState.QUIET]):
         if state == VADState.SPEAKING and start is None:
             start = i
         elif state == VADState.QUIET and start is not None:
