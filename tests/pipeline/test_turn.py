@@ -22,8 +22,8 @@ def _pcm(samples: np.ndarray) -> bytes:
     return np.clip(samples, -32768, 32767).astype(np.int16).tobytes()
 
 
-def _noise(seconds: float, rms: float, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0.0, rms, int(seconds * RATE))
+def _noise(samples: int, rms: float, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, rms, samples)
 
 
 @pytest.mark.parametrize("hz", [60, 300, 1000, 3000, 6000, 7800])
@@ -37,8 +37,8 @@ def test_the_loudness_bound_is_never_below_pipecats_loudness_for_tones(hz: int, 
 
 @pytest.mark.parametrize("rms", [3.0, 30.0, 300.0, 3000.0])
 def test_the_loudness_bound_is_never_below_pipecats_loudness_for_noise(rms: float) -> None:
-    white = _noise(0.4, rms)
-    hiss = np.diff(_noise(0.4 + 1 / RATE, rms, seed=2))  # energy piled up near Nyquist, where K-weighting adds most
+    white = _noise(6400, rms)
+    hiss = np.diff(_noise(6401, rms, seed=2))  # energy piled up near Nyquist, where K-weighting adds most
     for signal in (white, hiss):
         pcm = _pcm(signal)
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
@@ -85,9 +85,9 @@ async def test_the_vad_finds_the_same_speech_as_pipecats_while_skipping_the_mode
 ) -> None:
     said = speech("Can you tell me about the longest river in Africa?")
     # Digital silence, a quiet room, the question, a pause, the question again over the same room noise.
-    room = _noise(1.5, 8.0)
-    audio = np.concatenate([np.zeros(RATE), room, said, np.zeros(RATE), room + _noise(1.5, 0.0)[: len(room)]])
-    audio = np.concatenate([audio, said + _noise(len(said) / RATE, 8.0, seed=3)[: len(said)], np.zeros(RATE)])
+    room = _noise(RATE * 3 // 2, 8.0)
+    audio = np.concatenate([np.zeros(RATE), room, said, np.zeros(RATE), room])
+    audio = np.concatenate([audio, said + _noise(len(said), 8.0, seed=3), np.zeros(RATE)])
     params = VADParams(start_secs=0.2, stop_secs=0.2)
 
     stock = SileroVADAnalyzer(sample_rate=RATE, params=params)
