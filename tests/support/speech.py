@@ -47,7 +47,9 @@ def synthesize(
     from piper import SynthesisConfig
 
     voice = _voice()
-    config = SynthesisConfig(length_scale=length_scale)
+    # No generator or duration noise: piper otherwise samples it afresh on every call, so a clip (and what
+    # Whisper tiny.en makes of it) would differ from run to run. Tests should fail for a reason, not by chance.
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
     chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, syn_config=config)]
     if not chunks:
         raise ValueError(f"piper produced no audio for {text!r}")
