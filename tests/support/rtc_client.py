@@ -18,8 +18,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, Packet
 from av.codec import CodecContext
 
-from server.pipeline.transport import use_fast_audio_level
-
 SEND_RATE = 48000
 """Opus runs at 48 kHz, so feeding it 48 kHz spares aiortc a resampling step."""
 FRAME_SECONDS = 0.02
@@ -51,6 +49,14 @@ class _SpeechMark:
     sent_at: float | None = None
 
 
+def _pcm_frame(samples: np.ndarray, pts: int) -> AudioFrame:
+    frame = AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
+    frame.sample_rate = SEND_RATE
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, SEND_RATE)
+    return frame
+
+
 class _MicrophoneEncoder:
     """Opus as a browser sends a microphone: mono, 32 kbit/s, one packet per 20 ms, encoded as it is captured.
 
@@ -62,10 +68,7 @@ class _MicrophoneEncoder:
 
     def __init__(self) -> None:
         self._codec = self._new_codec()
-        silence = AudioFrame.from_ndarray(np.zeros((1, FRAME_SAMPLES), dtype=np.int16), format="s16", layout="mono")
-        silence.sample_rate = SEND_RATE
-        silence.pts = 0
-        silence.time_base = fractions.Fraction(1, SEND_RATE)
+        silence = _pcm_frame(np.zeros(FRAME_SAMPLES, dtype=np.int16), 0)
         self._silence = bytes(self._new_codec().encode(silence)[0])
 
     @staticmethod
@@ -82,11 +85,7 @@ class _MicrophoneEncoder:
     def encode(self, samples: np.ndarray, pts: int) -> Packet:
         data = self._silence
         if samples.any():
-            frame = AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
-            frame.sample_rate = SEND_RATE
-            frame.pts = pts
-            frame.time_base = fractions.Fraction(1, SEND_RATE)
-            packets = self._codec.encode(frame)
+            packets = self._codec.encode(_pcm_frame(samples, pts))
             if packets:
                 data = bytes(packets[0])
         packet = Packet(data)
@@ -207,9 +206,6 @@ class LessonClient:
 
     def __init__(self, ping_interval: float = 1.0, keep_audio: bool = False) -> None:
         """Set `keep_audio` to also keep the received audio (48 kHz mono) for transcription checks."""
-        # A browser computes each packet's audio level natively; aiortc's Python loop would make this
-        # stand-in far costlier than the browser it stands for (it shares the server's cores in benchmarks).
-        use_fast_audio_level()
         self.pc = RTCPeerConnection()
         self.pc_id: str | None = None
         # Monotonic times around signalling, for "lesson set-up" (offer sent -> answer received).
