@@ -1,7 +1,7 @@
 """pipecat's SmallWebRTC transport, made cheaper per lesson: the audio path every lesson pays 50 times a second.
 
 Profiling 4 idle lessons showed the server's event loop ~90% busy, and most of it in the per-packet audio path
-of pipecat's SmallWebRTC client and aiortc, not in the models. Four changes, all on the wire side:
+of pipecat's SmallWebRTC client and aiortc, not in the models. The changes, all on the wire side:
 
 - **The tutor sends no packets while silent.** pipecat's output track hands aiortc 10 ms of silence at a time
   whenever the tutor is quiet, each one Opus-encoded, SRTP-protected and sent, and decoded again by the
@@ -15,6 +15,8 @@ of pipecat's SmallWebRTC client and aiortc, not in the models. Four changes, all
   `use_fast_audio_level()` swaps in a numpy version that gives the same numbers.
 - **A shorter input jitter buffer.** aiortc holds 4 packets (80 ms) of the learner's audio before decoding the
   first; every one of those milliseconds is added to the tutor's reply time. The depth is `voice.input_jitter_ms`.
+- **The learner's packets are decoded on the event loop** (`InlineAudioDecoding`), not on a thread per track.
+- **Two packets make one pipeline frame** (`INPUT_FRAME_MS`), halving the frames every processor queues.
 """
 
 from __future__ import annotations
