@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from piper import PiperVoice
 
     from server.pipeline.settings import VoiceSettings
+    from server.pipeline.stt import WhisperBatcher
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class SharedModels:
     silero: onnxruntime.InferenceSession
     smart_turn: onnxruntime.InferenceSession
     voices: dict[str, LoadedVoice]
-    stt_executor: ThreadPoolExecutor
+    # Every lesson's transcriptions, batched on settings.stt.workers threads (None with a hosted STT).
+    stt_batcher: WhisperBatcher | None
     tts_executor: ThreadPoolExecutor
     # Sentences that are not needed yet (earlier audio is still playing): lower OS priority, see tts.py.
     tts_background_executor: ThreadPoolExecutor
@@ -123,8 +125,9 @@ class SharedModels:
         return self.voices.get(name) or self.voices[BUNDLED_VOICE], length_scale
 
     def close(self) -> None:
+        if self.stt_batcher is not None:
+            self.stt_batcher.close()
         executors = (
-            self.stt_executor,
             self.tts_executor,
             self.tts_background_executor,
             self.turn_executor,
@@ -176,6 +179,7 @@ def load_voice(name: str, path: Path) -> LoadedVoice:
 
 def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
     """Load every model (blocking: call it in a thread). Logs one line per model; raises ModelError."""
+    from server.pipeline.stt import WhisperBatcher
 
     def timed(what: str, started: float, detail: str) -> None:
         log.info("voice: loaded %s (%s) in %.2f s", what, detail, time.perf_counter() - started)
@@ -241,7 +245,7 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
         smart_turn=smart_turn,
         voices=voices,
         slots=slots,
-        stt_executor=ThreadPoolExecutor(settings.stt.workers, thread_name_prefix="voice-stt"),
+        stt_batcher=None if whisper is None else WhisperBatcher(whisper, workers=settings.stt.workers),
         tts_executor=ThreadPoolExecutor(settings.tts.workers, thread_name_prefix="voice-tts"),
         # One thread: on few cores more would add no speed, and each concurrent piper run holds its own
         # working memory (tens of MB) for as long as the process lives.

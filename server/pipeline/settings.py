@@ -38,7 +38,8 @@ class STTSettings(_Section):
     language: str = "en"
     beam_size: int = Field(default=1, ge=1, le=10)
     cpu_threads: int = Field(default=2, ge=1, le=64)
-    # Concurrent transcriptions (CTranslate2 num_workers); each uses cpu_threads threads.
+    # Model calls run at once (CTranslate2 num_workers), each a batch of the utterances waiting when it
+    # starts; each uses cpu_threads threads.
     workers: int = Field(default=1, ge=1, le=16)
     compute_type: str = "int8"
     # Hosted provider (an OpenAI-compatible /v1/audio/transcriptions endpoint); `model` then names the

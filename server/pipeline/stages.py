@@ -50,11 +50,10 @@ def make_stt(
     """The lesson's speech-to-text stage for `settings.stt.provider`; `on_segment` hears each final segment."""
     stt = settings.stt
     if stt.provider == "whisper":
-        if models.whisper is None:
+        if models.stt_batcher is None:
             raise ModelError('voice.stt.provider is "whisper" but the Whisper model was not loaded')
         return SharedWhisperSTTService(
-            model=models.whisper,
-            executor=models.stt_executor,
+            batcher=models.stt_batcher,
             options=WhisperOptions(language=stt.language, beam_size=stt.beam_size),
             on_segment=on_segment,
         )

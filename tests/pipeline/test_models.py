@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from server.pipeline.doctor import check_llm
 from server.pipeline.lesson import plan_lesson
 from server.pipeline.models import BUNDLED_VOICE, SharedModels, bundled_voice_path, load_models
 from server.pipeline.settings import VoiceSettings
-from server.pipeline.stt import WhisperOptions, transcribe_pcm
+from server.pipeline.stt import WhisperBatcher, WhisperOptions, transcribe_batch, transcribe_pcm
 from server.pipeline.tts import SharedPiperTTSService, quick_start, split_clauses, synthesize_sentence
 from tests.conftest import make_settings
 from tests.pipeline.conftest import words
@@ -45,6 +46,49 @@ def test_whisper_hears_what_was_said(
 
 def test_whisper_hears_nothing_in_silence(voice_models: SharedModels) -> None:
     assert transcribe_pcm(voice_models.whisper, np.zeros(16000, np.int16).tobytes(), WhisperOptions()) == ""
+
+
+LEARNER_QUESTIONS = [
+    "Can you explain how photosynthesis works in plants?",
+    "Why is the sky blue during the day?",
+    "What is the capital city of Australia?",
+    "How many legs does a spider have?",
+]
+
+
+def test_utterances_transcribed_together_are_heard_as_each_alone(
+    voice_models: SharedModels, speech: Callable[[str], np.ndarray]
+) -> None:
+    assert voice_models.whisper is not None
+    clips = [speech(text).astype(np.float32) / 32768.0 for text in LEARNER_QUESTIONS]
+    # Different lengths, one call: each keeps its own words, none borrows another's.
+    together = transcribe_batch(voice_models.whisper, clips, WhisperOptions())
+    assert [words(text) for text in together] == [words(text) for text in LEARNER_QUESTIONS]
+    silence_first = transcribe_batch(voice_models.whisper, [np.zeros(16000, np.float32), clips[1]], WhisperOptions())
+    assert silence_first[0] == ""
+    assert words(silence_first[1]) == words(LEARNER_QUESTIONS[1])
+
+
+async def test_learners_who_stop_talking_together_share_whisper_calls(
+    voice_models: SharedModels, speech: Callable[[str], np.ndarray]
+) -> None:
+    assert voice_models.whisper is not None
+    batcher = WhisperBatcher(voice_models.whisper, workers=1)
+    try:
+        pcms = [speech(text).tobytes() for text in LEARNER_QUESTIONS]
+        heard = await asyncio.gather(*(batcher.transcribe(pcm, WhisperOptions()) for pcm in pcms))
+        assert [words(text) for text in heard] == [words(text) for text in LEARNER_QUESTIONS]
+        # Those that arrived while the model was busy went in one call, not a queue of single calls.
+        assert batcher.utterances == len(pcms)
+        assert batcher.calls < len(pcms)
+
+        # One that arrives alone is not held back for company, and silence is not sent to the model.
+        assert words(await batcher.transcribe(pcms[0], WhisperOptions())) == words(LEARNER_QUESTIONS[0])
+        assert await batcher.transcribe(b"", WhisperOptions()) == ""
+    finally:
+        batcher.close()
+    with pytest.raises(RuntimeError, match="shut down"):
+        await batcher.transcribe(pcms[0], WhisperOptions())
 
 
 def test_tutor_speech_is_understood_by_whisper(voice_models: SharedModels) -> None:
