@@ -10,9 +10,10 @@ of pipecat's SmallWebRTC client and aiortc, not in the models. The changes, all 
 - **The learner's audio is read without a task per frame or a filter graph.** pipecat wraps every `recv()` in
   `wait_for` (a new task each 20 ms) and converts aiortc's 48 kHz stereo with PyAV's `AudioResampler` (a
   filter graph per call). Here it is one `asyncio.timeout` and a numpy downmix with a streaming soxr resampler.
-- **The audio level of each sent frame is computed with numpy.** aiortc computes the RFC 6465 level that goes in
-  every audio packet's header with a Python loop over each sample (about 0.1 ms a frame);
-  `use_fast_audio_level()` swaps in a numpy version that gives the same numbers.
+- **The tutor's audio is Opus-encoded in the track** (`QuietAudioTrack.recv`), mono at the pipeline's rate,
+  and aiortc sends the finished packets. Left to aiortc, each 20 ms frame was resampled to 48 kHz stereo,
+  encoded at 96 kbit/s on a worker thread (a round trip per frame) and given an RFC 6465 level computed
+  with a Python loop over every sample.
 - **A shorter input jitter buffer.** aiortc holds 4 packets (80 ms) of the learner's audio before decoding the
   first; every one of those milliseconds is added to the tutor's reply time. The depth is `voice.input_jitter_ms`.
 - **The learner's packets are decoded on the event loop** (`InlineAudioDecoding`), not on a thread per track.
@@ -22,19 +23,21 @@ of pipecat's SmallWebRTC client and aiortc, not in the models. The changes, all 
 from __future__ import annotations
 
 import asyncio
+import fractions
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
 import soxr
-from aiortc import rtp
 from aiortc.codecs import get_decoder
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from av import AudioFrame, Packet
+from av.audio.codeccontext import AudioCodecContext
+from av.codec import CodecContext
 from pipecat.frames.frames import InputAudioRawFrame
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
@@ -51,6 +54,11 @@ OPUS_RATE = 48000
 FRAME_MS = 20
 # aiortc's audio jitter buffer: a power of two, comfortably above any prefetch we use.
 JITTER_CAPACITY = 16
+# Mono speech at 32 kbit/s is what browsers send a microphone at; aiortc's default is 96 kbit/s stereo.
+TUTOR_OPUS_BITRATE = 32000
+# libopus complexity (0-10, default 10). 5, as WebRTC uses on phones, halves the encoder's CPU (0.22 against
+# 0.42 ms a frame here) for speech that sounds the same at this bitrate, and every lesson encodes 50 a second.
+TUTOR_OPUS_COMPLEXITY = 5
 # Quiet frames sent after the tutor's last audio before the track stops sending: lets Opus end the tail cleanly.
 QUIET_TAIL_FRAMES = 5
 # soxr's low quality still filters well above speech; its streaming delay is 6 ms, against 21 ms for "HQ",
@@ -64,24 +72,16 @@ INPUT_FRAME_MS = 40
 READ_TIMEOUT_SECS = 2.0
 
 
-# aiortc's own, kept for comparison (tests) before use_fast_audio_level() replaces it.
-AIORTC_AUDIO_LEVEL = rtp.compute_audio_level_dbov
-MIN_AUDIO_LEVEL = -127
-MAX_SAMPLE_VALUE = 32767
-
-
-def audio_level_dbov(frame: AudioFrame) -> int:
-    """RFC 6465 Appendix A's audio level of a frame, as aiortc's compute_audio_level_dbov computes it."""
-    samples = np.frombuffer(bytes(frame.planes[0]), dtype=np.int16).astype(np.float64)
-    rms = float(np.sqrt(np.dot(samples, samples) / (frame.samples * MAX_SAMPLE_VALUE * MAX_SAMPLE_VALUE)))
-    if rms <= 0:
-        return MIN_AUDIO_LEVEL
-    return round(min(0.0, max(float(MIN_AUDIO_LEVEL), 20 * np.log10(rms))))
-
-
-def use_fast_audio_level() -> None:
-    """Make aiortc's senders use `audio_level_dbov` (idempotent; called when a lesson transport is built)."""
-    rtp.compute_audio_level_dbov = audio_level_dbov
+def tutor_opus_encoder(sample_rate: int) -> AudioCodecContext:
+    """libopus for the tutor's voice: mono, speech-tuned, at the pipeline's rate (8-48 kHz are native to Opus)."""
+    codec = cast(AudioCodecContext, CodecContext.create("libopus", "w"))
+    codec.bit_rate = TUTOR_OPUS_BITRATE
+    codec.format = "s16"
+    codec.layout = "mono"
+    codec.sample_rate = sample_rate
+    codec.time_base = fractions.Fraction(1, sample_rate)
+    codec.options = {"application": "voip", "compression_level": str(TUTOR_OPUS_COMPLEXITY)}
+    return codec
 
 
 class QuietAudioTrack(RawAudioTrack):
@@ -99,6 +99,8 @@ class QuietAudioTrack(RawAudioTrack):
         self._bytes_per_10ms *= FRAME_MS // 10
         self._audio_ready = asyncio.Event()
         self._quiet_frames = 0
+        self._encoder = tutor_opus_encoder(sample_rate)
+        self._silence: bytes | None = None
 
     def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future[bool]:
         # The output transport sends whole 10 ms multiples; pad to the 20 ms frame so none is refused.
@@ -109,7 +111,21 @@ class QuietAudioTrack(RawAudioTrack):
         self._audio_ready.set()
         return future
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet:  # type: ignore[override]
+        """The next 20 ms as an Opus packet, encoded here; aiortc sends finished packets as they are.
+
+        Left to aiortc, each frame is resampled to 48 kHz stereo by a filter graph and encoded at 96 kbit/s
+        on a worker thread, a round trip per frame. libopus takes the pipeline's 24 kHz mono directly.
+        """
+        frame = await self.recv_frame()
+        packets = self._encoder.encode(frame)
+        packet = packets[0] if packets else self._silence_packet()
+        packet.pts = frame.pts
+        packet.time_base = fractions.Fraction(1, self._sample_rate)
+        return packet
+
+    async def recv_frame(self) -> AudioFrame:
+        """The next 20 ms of the tutor's audio, paced in real time; waits while the tutor is silent."""
         if not self._chunk_queue:
             self._quiet_frames += 1
             if self._quiet_frames > QUIET_TAIL_FRAMES:
@@ -118,6 +134,18 @@ class QuietAudioTrack(RawAudioTrack):
             self._quiet_frames = 0
         frame: AudioFrame = await super().recv()
         return frame
+
+    def _silence_packet(self) -> Packet:
+        """A packet of silence, for the frame the encoder's start-up delay leaves without one."""
+        if self._silence is None:
+            encoder = tutor_opus_encoder(self._sample_rate)
+            frame = AudioFrame.from_ndarray(np.zeros((1, self._samples_per_10ms), dtype=np.int16), layout="mono")
+            frame.sample_rate = self._sample_rate
+            frame.pts = 0
+            frame.time_base = fractions.Fraction(1, self._sample_rate)
+            packets = encoder.encode(frame) or encoder.encode(None)
+            self._silence = bytes(packets[0])
+        return Packet(self._silence)
 
     async def _wait_for_audio(self) -> None:
         """Send nothing until audio is queued, then carry on with the timestamps advanced over the gap."""
@@ -285,7 +313,6 @@ class LessonTransport(SmallWebRTCTransport):
     """SmallWebRTCTransport over a LessonWebRTCClient; everything else (events, input/output) as pipecat has it."""
 
     def __init__(self, webrtc_connection: SmallWebRTCConnection, params: TransportParams, input_jitter_ms: int) -> None:
-        use_fast_audio_level()
         # SmallWebRTCTransport.__init__ builds its own client, which registers handlers on the connection that
         # cannot be taken back; so this repeats its few lines with our client instead.
         BaseTransport.__init__(self)
