@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -405,6 +406,11 @@ class LessonClient:
             if level > threshold:
                 return at
         return None
+
+    def longest_gap(self, since: float, threshold: float = DEFAULT_AUDIO_THRESHOLD) -> float:
+        """The longest silence between two non-silent frames received at or after `since` (0 if under two)."""
+        loud = [at for at, level in self.audio_frames if at >= since and level > threshold]
+        return max((b - a for a, b in itertools.pairwise(loud)), default=0.0)
 
     def audio_seconds_after(self, t: float, threshold: float = DEFAULT_AUDIO_THRESHOLD) -> float:
         """How many seconds of non-silent audio arrived after `t` (20 ms frames)."""
