@@ -29,6 +29,8 @@ MIN_CLAUSE_WORDS = 4
 # normal pool. With more slack it goes to the lower-priority pool, so that under load one lesson's long
 # reply does not hold up another lesson's first words.
 URGENT_SLACK_SECS = 0.6
+# The tutor's voice waiting this long for its next words is logged: the server is short of CPU for its lessons.
+STALL_LOG_SECS = 0.25
 
 
 def split_clauses(text: str) -> list[str]:
@@ -129,6 +131,7 @@ class SharedPiperTTSService(TTSService):
         self._lock = phonemizer_lock
         # Monotonic time at which the audio synthesized so far will have finished playing.
         self._playing_until = 0.0
+        self._context_id: str | None = None
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -156,6 +159,7 @@ class SharedPiperTTSService(TTSService):
             for phonemes in sentences:
                 if not phonemes:
                     continue
+                asked = time.monotonic()
                 pcm = await loop.run_in_executor(
                     self._pool(),
                     synthesize_sentence,
@@ -165,6 +169,15 @@ class SharedPiperTTSService(TTSService):
                     self.sample_rate,
                 )
                 now = time.monotonic()
+                # Asked for while the reply's earlier audio still played, yet ready only well after it ended.
+                late = now - self._playing_until
+                if context_id == self._context_id and asked < self._playing_until and late > STALL_LOG_SECS:
+                    log.warning(
+                        "voice: the tutor's voice waited %.2f s for its next words (the server is short of CPU "
+                        "for its lessons)",
+                        late,
+                    )
+                self._context_id = context_id
                 self._playing_until = max(now, self._playing_until) + len(pcm) / (2 * self.sample_rate)
                 await self.stop_ttfb_metrics()
                 yield TTSAudioRawFrame(pcm, self.sample_rate, 1, context_id=context_id)

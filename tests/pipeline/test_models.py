@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -239,6 +240,62 @@ async def test_sentences_not_yet_needed_are_synthesized_at_lower_priority(voice_
     assert later.jobs == before + 2
     urgent.shutdown()
     later.shutdown()
+
+
+class _SlowPool(ThreadPoolExecutor):
+    """A one-thread pool whose jobs after the first `quick` each start `delay` seconds late (a busy machine)."""
+
+    def __init__(self, quick: int, delay: float) -> None:
+        super().__init__(1)
+        self.quick, self.delay, self.jobs = quick, delay, 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.jobs += 1
+        if self.jobs <= self.quick:
+            return super().submit(fn, *args, **kwargs)
+
+        def late() -> Any:
+            time.sleep(self.delay)
+            return fn(*args, **kwargs)
+
+        return super().submit(late)
+
+
+async def test_a_reply_that_waits_for_synthesis_is_logged(
+    voice_models: SharedModels, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An operator must be able to see that the server is too busy for its lessons: the tutor's voice stopping
+    # mid-answer because the next words were not ready is logged, and a pause the LLM caused is not.
+    loaded, _ = voice_models.voice_for("male", "casual")
+    pool = _SlowPool(quick=2, delay=2.5)  # phonemes and the first words on time, the rest of the reply late
+    tts = SharedPiperTTSService(
+        voice=loaded,
+        length_scale=1.0,
+        executor=pool,
+        background_executor=pool,
+        phonemizer_lock=voice_models.phonemizer_lock,
+        sample_rate=24000,
+    )
+    tts._sample_rate = 24000
+    tts.start_tts_usage_metrics = tts.stop_ttfb_metrics = _nothing  # type: ignore[method-assign]
+
+    async def speak(text: str, context: str) -> None:
+        async for frame in tts.run_tts(text, context):
+            assert isinstance(frame, TTSAudioRawFrame), frame
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="server.pipeline.tts"):
+            await speak("Rivers flow downhill because of gravity.", "reply-1")
+            stalled = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
+            assert len(stalled) == 1, stalled
+            assert "short of CPU" in stalled[0]
+            caplog.clear()
+            pool.quick = pool.jobs + 10  # synthesis is quick again; the LLM's next sentence comes late
+            await asyncio.sleep(2.0)
+            await speak("So they end up in a lake or the sea.", "reply-1")
+            assert not [r for r in caplog.records if "waited" in r.getMessage()]
+    finally:
+        pool.shutdown()
 
 
 async def _nothing(*_args: Any, **_kwargs: Any) -> None:
