@@ -43,14 +43,13 @@ from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
-from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 from server.pipeline.models import SharedModels
 from server.pipeline.stages import make_stt, make_tts
 from server.pipeline.transport import LessonTransport
-from server.pipeline.turn import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
+from server.pipeline.turn import QuestionAwareTurnStop, SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 
 if TYPE_CHECKING:
     from server.lessons import LiveLesson
@@ -259,7 +258,9 @@ class LessonSession:
                         VADUserTurnStartStrategy(enable_interruptions=turn.allow_interruptions),
                         TranscriptionUserTurnStartStrategy(enable_interruptions=turn.allow_interruptions),
                     ],
-                    stop=[TurnAnalyzerUserTurnStopStrategy(turn_analyzer=smart_turn)],
+                    stop=[
+                        QuestionAwareTurnStop(turn_analyzer=smart_turn, question_pause_secs=turn.question_pause_secs)
+                    ],
                 ),
             ),
         )

@@ -27,6 +27,9 @@ class TurnSettings(_Section):
     # Silence after which the turn ends even when smart-turn thinks the learner will go on
     # (pipecat's default is 3 s, which is most of stock pipecat's slow turns).
     max_pause_secs: float = Field(default=1.0, ge=0.2, le=5)
+    # The same, when the transcript so far ends with a question mark: smart-turn often takes a question said
+    # with falling intonation for an unfinished turn. Set it to max_pause_secs to trust smart-turn alone.
+    question_pause_secs: float = Field(default=0.3, ge=0.05, le=5)
     # Learners may talk over the tutor, which stops it speaking.
     allow_interruptions: bool = True
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import onnxruntime
@@ -25,6 +25,8 @@ from pipecat.audio.utils import exp_smoothing
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.audio.volume import VOLUME_WINDOW_SECS
+from pipecat.frames.frames import TranscriptionFrame
+from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 
 # BS.1770's K-weighting is a +4 dB high shelf and a high-pass: it can raise a signal's power by at most 4 dB
 # (Parseval), so plain power + this bounds the loudness pipecat measures. Half a dB of room for rounding.
@@ -138,7 +140,10 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
 
 
 class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
-    """smart-turn v3 for one lesson, over the process's one smart-turn session and turn thread pool."""
+    """smart-turn v3 for one lesson, over the process's one smart-turn session and turn thread pool.
+
+    The silence after which the turn ends anyway (`stop_secs`) can be shortened for one turn (`set_pause`).
+    """
 
     def __init__(
         self,
@@ -155,6 +160,40 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
     @property
     def _model_executor(self) -> ThreadPoolExecutor:
         return cast(ThreadPoolExecutor, self._shared_executor)
+
+    def set_pause(self, secs: float | None) -> None:
+        """End the turn after `secs` of silence, whatever the model thinks; None restores `stop_secs`."""
+        self._stop_ms = (self._params.stop_secs if secs is None else min(secs, self._params.stop_secs)) * 1000
+
+
+def is_question(text: str) -> bool:
+    """Whether a transcript ends as a question does (Whisper punctuates from the intonation and the words)."""
+    return text.rstrip().rstrip("\"')»”").endswith("?")
+
+
+class QuestionAwareTurnStop(TurnAnalyzerUserTurnStopStrategy):
+    """smart-turn decides when the learner has finished, with the transcript as a second opinion on questions.
+
+    smart-turn judges from the sound alone, and a question said with falling intonation often scores as
+    unfinished: then the turn only ends after `max_pause_secs` of silence, a second the learner waits for no
+    reason. A tutor's learners mostly ask questions. When the transcript so far ends with a question mark,
+    the silence that ends the turn anyway is cut to `question_pause_secs`. A learner who goes on after a short
+    pause is still heard (speech resets the wait), and one who starts again later interrupts the tutor.
+    """
+
+    def __init__(self, *, turn_analyzer: SharedSmartTurnAnalyzer, question_pause_secs: float, **kwargs: Any) -> None:
+        super().__init__(turn_analyzer=turn_analyzer, **kwargs)
+        self._smart_turn = turn_analyzer
+        self._question_pause = question_pause_secs
+
+    async def _handle_transcription(self, frame: TranscriptionFrame) -> None:
+        await super()._handle_transcription(frame)
+        self._smart_turn.set_pause(self._question_pause if is_question(frame.text) else None)
+
+    async def _discard_pending_end_of_turn(self) -> None:
+        # The learner spoke again (or a turn boundary): the question may go on, so smart-turn decides again.
+        self._smart_turn.set_pause(None)
+        await super()._discard_pending_end_of_turn()
 
 
 def speech_probability(session: onnxruntime.InferenceSession, pcm: np.ndarray) -> float:

@@ -1,18 +1,36 @@
-"""The lesson's VAD: Silero over the shared session, skipping the model for audio too quiet to be speech."""
+"""The lesson's turn taking: Silero VAD skipping the model for quiet audio, and smart-turn with the transcript."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import numpy as np
 import pytest
+from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.utils import calculate_audio_volume
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
+from pipecat.clocks.system_clock import SystemClock
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.utils.asyncio.task_manager import TaskManager
 
 from server.pipeline.models import SharedModels
-from server.pipeline.turn import SharedSileroVADAnalyzer, loudness_upper_bound
+from server.pipeline.turn import (
+    QuestionAwareTurnStop,
+    SharedSileroVADAnalyzer,
+    SharedSmartTurnAnalyzer,
+    is_question,
+    loudness_upper_bound,
+)
 
 RATE = 16000
 FRAME = 320  # 20 ms, as the transport delivers it
@@ -113,3 +131,109 @@ async def test_the_vad_finds_the_same_speech_as_pipecats_while_skipping_the_mode
     # Silero ran for the speech (and the short loud tail the loudness window carries), not for the quiet.
     assert counting.calls <= speech_windows + 2 * 16
     assert counting.calls < windows / 2
+
+
+QUESTION = "I think the Amazon carries more water than any other river. Is that right?"
+TURN_FRAME = 640  # 40 ms, as the transport delivers it
+
+
+class _TurnDriver:
+    """Feeds one learner turn to the lesson's turn-stop strategy as the pipeline does, on the real smart-turn."""
+
+    def __init__(self, models: SharedModels, question_pause_secs: float) -> None:
+        self.analyzer = SharedSmartTurnAnalyzer(
+            session=models.smart_turn, executor=models.turn_executor, params=SmartTurnParams(stop_secs=1.0)
+        )
+        self.strategy = QuestionAwareTurnStop(turn_analyzer=self.analyzer, question_pause_secs=question_pause_secs)
+        self.stopped = False
+
+        @self.strategy.event_handler("on_user_turn_stopped")
+        async def on_stopped(*_args: Any, **_kwargs: Any) -> None:
+            self.stopped = True
+
+    async def __aenter__(self) -> _TurnDriver:
+        setup = FrameProcessorSetup(
+            clock=SystemClock(),
+            task_manager=TaskManager(loop=asyncio.get_running_loop()),
+            pipeline_worker=cast(Any, None),
+            audio_in_sample_rate=RATE,
+        )
+        await self.strategy.setup(setup)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.strategy.cleanup()
+
+    async def audio(self, pcm: np.ndarray) -> None:
+        data = pcm.astype(np.int16).tobytes()
+        for i in range(0, len(data), TURN_FRAME * 2):
+            chunk = data[i : i + TURN_FRAME * 2]
+            await self.strategy.process_frame(InputAudioRawFrame(audio=chunk, sample_rate=RATE, num_channels=1))
+            if self.stopped:
+                return
+
+    async def speak(self, pcm: np.ndarray, transcript: str) -> None:
+        """Speech, the VAD's 0.2 s of silence before it reports the stop, then the stop and the transcript."""
+        await self.strategy.process_frame(VADUserStartedSpeakingFrame(start_secs=0.2))
+        await self.audio(np.concatenate([pcm, np.zeros(int(0.2 * RATE), dtype=np.int16)]))
+        await self.strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2))
+        await self.strategy.process_frame(TranscriptionFrame(transcript, "learner", "now"))
+
+    async def silence(self, secs: float) -> None:
+        await self.audio(np.zeros(int(secs * RATE), dtype=np.int16))
+        await asyncio.sleep(0.05)  # let the strategy's own tasks run
+
+
+@pytest.fixture(scope="module")
+def question_clip() -> np.ndarray:
+    from tests.support.speech import synthesize
+
+    return synthesize(QUESTION, sample_rate=RATE, leading_silence=0.3, trailing_silence=0.0)
+
+
+async def test_a_question_smart_turn_thinks_unfinished_ends_after_the_short_pause(
+    voice_models: SharedModels, question_clip: np.ndarray
+) -> None:
+    # smart-turn hears this question's falling intonation as an unfinished turn: on its own it waits the whole
+    # max pause (1 s) before the tutor may answer.
+    async with _TurnDriver(voice_models, question_pause_secs=1.0) as alone:
+        await alone.speak(question_clip, QUESTION)
+        await alone.silence(0.4)
+        assert not alone.stopped, "smart-turn took the question as finished: this test no longer shows anything"
+        await alone.silence(0.7)
+        assert alone.stopped
+    # With the transcript's question mark as a second opinion, the learner waits 0.3 s of silence instead.
+    async with _TurnDriver(voice_models, question_pause_secs=0.3) as driver:
+        await driver.speak(question_clip, QUESTION)
+        await driver.silence(0.4)
+        assert driver.stopped
+
+
+async def test_a_statement_smart_turn_thinks_unfinished_still_gets_the_full_pause(
+    voice_models: SharedModels, question_clip: np.ndarray
+) -> None:
+    # The same audio transcribed without a question mark: smart-turn's verdict stands, the learner may go on.
+    statement = QUESTION.replace("?", ",")
+    async with _TurnDriver(voice_models, question_pause_secs=0.3) as driver:
+        await driver.speak(question_clip, statement)
+        await driver.silence(0.4)
+        assert not driver.stopped
+        await driver.silence(0.7)
+        assert driver.stopped
+
+
+async def test_speaking_again_after_a_question_gives_smart_turn_the_last_word_again(
+    voice_models: SharedModels, question_clip: np.ndarray
+) -> None:
+    async with _TurnDriver(voice_models, question_pause_secs=0.3) as driver:
+        await driver.speak(question_clip, QUESTION)
+        await driver.strategy.process_frame(VADUserStartedSpeakingFrame(start_secs=0.2))
+        assert driver.analyzer._stop_ms == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [("Is that right?", True), ('He asked "why?"', True), ("Is that right", False), ("It is. Why", False)],
+)
+def test_is_question(text: str, question: bool) -> None:
+    assert is_question(text) is question
