@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from server.pipeline.settings import LESSONS_PER_CORE
 from server.settings import ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,10 +59,20 @@ def test_config_path_from_environment(tmp_path):
     assert load_settings(None, {"TUTOR_CONFIG": str(config)}).plans.lesson_period == "month"
 
 
+def test_live_lesson_cap_follows_the_cores_unless_set():
+    # "auto" (the default) sizes the cap to the machine; a number is taken as it is, and 0 means no cap.
+    assert load_settings(None, {}).voice.lesson_limit(2) == 2 * LESSONS_PER_CORE
+    assert load_settings(None, {}).voice.lesson_limit(8) == 8 * LESSONS_PER_CORE
+    assert load_settings(None, {"TUTOR_VOICE__MAX_LIVE_LESSONS": "5"}).voice.lesson_limit(2) == 5
+    assert load_settings(None, {"TUTOR_VOICE__MAX_LIVE_LESSONS": "0"}).voice.lesson_limit(2) == 0
+    assert load_settings(None, {"TUTOR_VOICE__MAX_LIVE_LESSONS": "auto"}).voice.lesson_limit(3) == 3 * LESSONS_PER_CORE
+
+
 @pytest.mark.parametrize(
     ("env", "key"),
     [
         ({"TUTOR_SERVER__PORT": "eighty"}, "server.port"),
+        ({"TUTOR_VOICE__MAX_LIVE_LESSONS": "lots"}, "voice.max_live_lessons"),
         ({"TUTOR_PLANS__FREE__COMPANIONS": "-1"}, "plans.free.companions"),
         ({"TUTOR_VOICE__BACKEND": "skype"}, "voice.backend"),
         ({"TUTOR_SERVER__NO_SUCH_KEY": "1"}, "server.no_such_key"),

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 NO_API_KEY = "not-needed"
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity, which a container's cpuset narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def make_llm_client(settings: Settings) -> AsyncOpenAI:
     """One OpenAI-compatible client for every lesson, with the configured timeout and retries."""
     llm = settings.voice.llm
@@ -54,6 +59,7 @@ class VoiceService:
         self._sessions: dict[int, LessonSession] = {}
         self._closing = False
         self._lag_task: asyncio.Task[None] | None = None
+        self.lesson_limit = settings.voice.lesson_limit(usable_cpus())
 
     @property
     def live_lessons(self) -> int:
@@ -73,9 +79,8 @@ class VoiceService:
         async with self._loading:
             if self._models is not None:
                 return
-            cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             try:
-                self._models = await asyncio.to_thread(load_models, self._settings.voice, cpu_count)
+                self._models = await asyncio.to_thread(load_models, self._settings.voice, usable_cpus())
             except ModelError as exc:
                 log.error("voice: %s", exc)
                 raise ServiceUnavailable("voice_models_unavailable", str(exc)) from exc
@@ -119,7 +124,7 @@ class VoiceService:
                 raise BadRequest("invalid_sdp", f"The SDP offer could not be used: {exc}") from exc
             return self._answer(existing.connection)
 
-        limit = self._settings.voice.max_live_lessons
+        limit = self.lesson_limit
         if limit and existing is None and self.live_lessons >= limit:
             raise ServiceUnavailable("voice_busy", "All voice lesson slots are busy; try again in a minute.")
 

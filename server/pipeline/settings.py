@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -97,18 +97,31 @@ class TTSSettings(_Section):
     max_retries: int = Field(default=1, ge=0, le=10)
 
 
+# Live lessons per CPU core that still answer within 2 s at p95 with no stalled answer, on the bundled models
+# with the test clients on the same cores (bench/voice.py, docs/benchmarks.md).
+LESSONS_PER_CORE = 2
+
+
 class VoiceSettings(_Section):
     backend: Literal["local", "vapi"] = "local"
     # Load every model when the server starts (else on the first lesson).
     preload: bool = True
-    # Live lessons one server process takes at once; more get a 503 (0 = no limit).
-    max_live_lessons: int = Field(default=16, ge=0)
+    # Live lessons one server process takes at once; more get a 503 (0 = no limit). "auto" allows
+    # LESSONS_PER_CORE per CPU core the process may use: past that, answers start to stall (benchmarks.md).
+    max_live_lessons: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     # An upper bound on any lesson in seconds, whatever its companion's duration (0 = none).
     max_lesson_secs: float = Field(default=0, ge=0)
     # Seconds to wait for the learner's browser to connect after the offer was answered.
     connect_timeout_secs: float = Field(default=30, gt=0)
     # Learner audio held back to reorder late packets before decoding; every ms of it delays each reply.
     input_jitter_ms: int = Field(default=20, ge=0, le=160)
+
+    def lesson_limit(self, cpus: int) -> int:
+        """How many live lessons a process on `cpus` cores takes (0 = no limit)."""
+        if self.max_live_lessons == "auto":
+            return LESSONS_PER_CORE * max(1, cpus)
+        return self.max_live_lessons
+
     # Log each reply's latency breakdown (VAD wait, STT, turn, LLM, TTS); watching every frame costs some CPU.
     log_latency: bool = False
     # Failed LLM turns in a row after which the lesson ends with reason "llm-unavailable".
