@@ -567,8 +567,6 @@ async def converse(
             requests = [t for t in list(llm.request_times) if started <= t <= until]
             turn.llm_request = requests[-1] if requests else None
         results.append(turn)
-        if verbose:
-            print(f"    turn {i + 1}: {describe(turn)}", file=sys.stderr)
         with contextlib.suppress(TimeoutError):
             if first_audio is None:
                 # A late answer must not be taken for the next turn's: let it arrive and finish first.
@@ -576,6 +574,8 @@ async def converse(
             await client.wait_for_quiet(QUIET_SECS, timeout=60)
             if first_audio is not None:
                 turn.longest_gap = client.longest_gap(since=first_audio)
+        if verbose:
+            print(f"    turn {i + 1}: {describe(turn)}", file=sys.stderr)
     return results
 
 
@@ -585,7 +585,8 @@ def describe(turn: Turn) -> str:
 
     return (
         f"voice-to-voice {since_end(turn.first_audio)}, user transcript {since_end(turn.user_final)}, "
-        f"LLM request {since_end(turn.llm_request)}"
+        f"LLM request {since_end(turn.llm_request)}, longest gap in the answer "
+        f"{'-' if turn.longest_gap is None else f'{turn.longest_gap:.2f} s'}"
     )
 
 
