@@ -151,6 +151,8 @@ class SharedPiperTTSService(TTSService):
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         loop = asyncio.get_running_loop()
+        # When this audio was asked for: the text's arrival, then each time the clause before it was handed on.
+        asked = time.monotonic()
         try:
             await self.start_tts_usage_metrics(text)
             sentences = await loop.run_in_executor(
@@ -159,7 +161,6 @@ class SharedPiperTTSService(TTSService):
             for phonemes in sentences:
                 if not phonemes:
                     continue
-                asked = time.monotonic()
                 pcm = await loop.run_in_executor(
                     self._pool(),
                     synthesize_sentence,
@@ -181,6 +182,7 @@ class SharedPiperTTSService(TTSService):
                 self._playing_until = max(now, self._playing_until) + len(pcm) / (2 * self.sample_rate)
                 await self.stop_ttfb_metrics()
                 yield TTSAudioRawFrame(pcm, self.sample_rate, 1, context_id=context_id)
+                asked = time.monotonic()
         except Exception as exc:
             log.exception("voice: speech synthesis failed")
             yield ErrorFrame(error=f"speech synthesis failed: {exc}")
