@@ -206,21 +206,29 @@ class _CountingPool(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-async def test_sentences_not_yet_needed_are_synthesized_at_lower_priority(voice_models: SharedModels) -> None:
-    # The first words of a reply are what the learner waits for; later sentences, synthesized while earlier
-    # audio still plays, go to the lower-priority pool so another lesson's first words are not held up.
-    urgent, later = _CountingPool(), _CountingPool()
-    loaded, _ = voice_models.voice_for("male", "casual")
+def _piper_service(
+    models: SharedModels, urgent: ThreadPoolExecutor, later: ThreadPoolExecutor
+) -> SharedPiperTTSService:
+    """The lesson's piper stage on the shared voice, outside a pipeline, synthesizing on the given pools."""
+    loaded, _ = models.voice_for("male", "casual")
     tts = SharedPiperTTSService(
         voice=loaded,
         length_scale=1.0,
         executor=urgent,
         background_executor=later,
-        phonemizer_lock=voice_models.phonemizer_lock,
+        phonemizer_lock=models.phonemizer_lock,
         sample_rate=24000,
     )
     tts._sample_rate = 24000
     tts.start_tts_usage_metrics = tts.stop_ttfb_metrics = _nothing  # type: ignore[method-assign]
+    return tts
+
+
+async def test_sentences_not_yet_needed_are_synthesized_at_lower_priority(voice_models: SharedModels) -> None:
+    # The first words of a reply are what the learner waits for; later sentences, synthesized while earlier
+    # audio still plays, go to the lower-priority pool so another lesson's first words are not held up.
+    urgent, later = _CountingPool(), _CountingPool()
+    tts = _piper_service(voice_models, urgent, later)
 
     async def speak(text: str) -> float:
         seconds = 0.0
@@ -242,16 +250,15 @@ async def test_sentences_not_yet_needed_are_synthesized_at_lower_priority(voice_
     later.shutdown()
 
 
-class _SlowPool(ThreadPoolExecutor):
+class _SlowPool(_CountingPool):
     """A one-thread pool whose jobs after the first `quick` each start `delay` seconds late (a busy machine)."""
 
     def __init__(self, quick: int, delay: float) -> None:
-        super().__init__(1)
-        self.quick, self.delay, self.jobs = quick, delay, 0
+        super().__init__()
+        self.quick, self.delay = quick, delay
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        self.jobs += 1
-        if self.jobs <= self.quick:
+        if self.jobs + 1 <= self.quick:
             return super().submit(fn, *args, **kwargs)
 
         def late() -> Any:
@@ -266,18 +273,8 @@ async def test_a_reply_that_waits_for_synthesis_is_logged(
 ) -> None:
     # An operator must be able to see that the server is too busy for its lessons: the tutor's voice stopping
     # mid-answer because the next words were not ready is logged, and a pause the LLM caused is not.
-    loaded, _ = voice_models.voice_for("male", "casual")
     pool = _SlowPool(quick=2, delay=2.5)  # phonemes and the first words on time, the rest of the reply late
-    tts = SharedPiperTTSService(
-        voice=loaded,
-        length_scale=1.0,
-        executor=pool,
-        background_executor=pool,
-        phonemizer_lock=voice_models.phonemizer_lock,
-        sample_rate=24000,
-    )
-    tts._sample_rate = 24000
-    tts.start_tts_usage_metrics = tts.stop_ttfb_metrics = _nothing  # type: ignore[method-assign]
+    tts = _piper_service(voice_models, pool, pool)
 
     async def speak(text: str, context: str) -> None:
         async for frame in tts.run_tts(text, context):
