@@ -116,12 +116,6 @@ class VoiceSettings(_Section):
     # Learner audio held back to reorder late packets before decoding; every ms of it delays each reply.
     input_jitter_ms: int = Field(default=20, ge=0, le=160)
 
-    def lesson_limit(self, cpus: int) -> int:
-        """How many live lessons a process on `cpus` cores takes (0 = no limit)."""
-        if self.max_live_lessons == "auto":
-            return LESSONS_PER_CORE * max(1, cpus)
-        return self.max_live_lessons
-
     # Log each reply's latency breakdown (VAD wait, STT, turn, LLM, TTS); watching every frame costs some CPU.
     log_latency: bool = False
     # Failed LLM turns in a row after which the lesson ends with reason "llm-unavailable".
@@ -149,3 +143,9 @@ class VoiceSettings(_Section):
     stt: STTSettings = Field(default_factory=STTSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
+
+    def lesson_limit(self, cpus: int) -> int:
+        """How many live lessons a process on `cpus` cores takes (0 = no limit)."""
+        if self.max_live_lessons == "auto":
+            return LESSONS_PER_CORE * max(1, cpus)
+        return self.max_live_lessons
