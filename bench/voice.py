@@ -783,7 +783,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "v2v_p95": percentile(v2v, 95),
         "v2v_min": min(v2v) if v2v else None,
         "v2v_max": max(v2v) if v2v else None,
-        "longest_gap_secs": max((t.longest_gap for t in result.turns if t.longest_gap is not None), default=None),
+        "longest_gap_secs": longest_gap(result.turns),
         "setup_answer_p50": percentile(answers, 50),
         "setup_answer_max": max(answers) if answers else None,
         "setup_greeting_p50": percentile(greetings, 50),
@@ -806,7 +806,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
                 "v2v_p50": percentile(row.v2vs, 50),
                 "v2v_p95": row.p95,
                 "answers_with_stall": row.stalls,
-                "longest_gap_secs": max((t.longest_gap for t in row.turns if t.longest_gap is not None), default=None),
+                "longest_gap_secs": longest_gap(row.turns),
                 "setup_answer_p50": percentile([s.answer_secs for s in row.setups], 50),
                 "rss_before_mb": row.rss_before_mb,
                 "rss_peak_mb": row.rss_peak_mb,
@@ -818,6 +818,11 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "mb_per_extra_lesson": mb_per_lesson(result),
         "raw_v2v": [round(x, 4) for x in v2v],
     }
+
+
+def longest_gap(turns: list[Turn]) -> float | None:
+    """The longest silence inside any of these answers (None if none was measured)."""
+    return max((t.longest_gap for t in turns if t.longest_gap is not None), default=None)
 
 
 def mb_per_lesson(result: PipelineResult) -> float | None:

@@ -225,10 +225,17 @@ async def test_a_statement_smart_turn_thinks_unfinished_still_gets_the_full_paus
 async def test_speaking_again_after_a_question_gives_smart_turn_the_last_word_again(
     voice_models: SharedModels, question_clip: np.ndarray
 ) -> None:
+    # The learner asks, then goes on before the short pause is over: until the new words are transcribed,
+    # smart-turn (which hears them as unfinished) decides again, so the learner is not cut off after 0.3 s.
     async with _TurnDriver(voice_models, question_pause_secs=0.3) as driver:
         await driver.speak(question_clip, QUESTION)
         await driver.strategy.process_frame(VADUserStartedSpeakingFrame(start_secs=0.2))
-        assert driver.analyzer._stop_ms == 1000
+        await driver.audio(np.concatenate([question_clip, np.zeros(int(0.2 * RATE), dtype=np.int16)]))
+        await driver.strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2))
+        await driver.silence(0.4)
+        assert not driver.stopped
+        await driver.silence(0.7)
+        assert driver.stopped
 
 
 @pytest.mark.parametrize(
