@@ -233,6 +233,7 @@ class LessonSession:
             self.connection,
             TransportParams(audio_in_enabled=True, audio_out_enabled=True),
             input_jitter_ms=settings.input_jitter_ms,
+            packet_ms=settings.packet_ms,
         )
         # Local faster-whisper or a hosted OpenAI-compatible service, as configured (stages.py).
         stt = make_stt(settings, models, on_segment=self._on_user_segment, on_error=self._on_stage_error)

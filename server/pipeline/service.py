@@ -13,6 +13,7 @@ from openai import AsyncOpenAI, Timeout
 from server.errors import BadRequest, NotFound, ServiceUnavailable
 from server.pipeline.lesson import LessonSession, plan_lesson
 from server.pipeline.models import ModelError, SharedModels, load_models
+from server.pipeline.transport import with_ptime
 
 if TYPE_CHECKING:
     from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
@@ -215,7 +216,8 @@ class VoiceService:
         answer = connection.get_answer()
         if answer is None:
             raise BadRequest("invalid_sdp", "The SDP offer produced no answer.")
-        return {"sdp": answer["sdp"], "type": answer["type"], "pc_id": answer["pc_id"]}
+        sdp = with_ptime(answer["sdp"], self._settings.voice.packet_ms)
+        return {"sdp": sdp, "type": answer["type"], "pc_id": answer["pc_id"]}
 
     async def _forget(self, session: LessonSession) -> None:
         if self._sessions.get(session.plan.lesson_id) is session:

@@ -113,8 +113,11 @@ class VoiceSettings(_Section):
     max_lesson_secs: float = Field(default=0, ge=0)
     # Seconds to wait for the learner's browser to connect after the offer was answered.
     connect_timeout_secs: float = Field(default=30, gt=0)
-    # Learner audio held back to reorder late packets before decoding; every ms of it delays each reply.
+    # How long a gap in the learner's packets may hold back the audio after it, waiting for the missing one.
     input_jitter_ms: int = Field(default=20, ge=0, le=160)
+    # Opus packet length both ways (the answer's a=ptime): 40 ms halves the packets each lesson handles
+    # against WebRTC's usual 20 ms, for 20 ms more delay at the learner's microphone.
+    packet_ms: Literal[20, 40, 60] = 40
 
     # Log each reply's latency breakdown (VAD wait, STT, turn, LLM, TTS); watching every frame costs some CPU.
     log_latency: bool = False

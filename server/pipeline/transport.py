@@ -17,7 +17,15 @@ of pipecat's SmallWebRTC client and aiortc, not in the models. The changes, all 
 - **A shorter input jitter buffer.** aiortc holds 4 packets (80 ms) of the learner's audio before decoding the
   first; every one of those milliseconds is added to the tutor's reply time. The depth is `voice.input_jitter_ms`.
 - **The learner's packets are decoded on the event loop** (`InlineAudioDecoding`), not on a thread per track.
-- **Two packets make one pipeline frame** (`INPUT_FRAME_MS`), halving the frames every processor queues.
+- **40 ms packets both ways** (`voice.packet_ms`). The answer asks the browser for `a=ptime:40`, which
+  Chrome's Opus encoder follows, and the tutor's track encodes 40 ms frames: half the packets to protect, send,
+  receive and decode, on the server and in the browser, for the same audio.
+- **No packet is held back for the next one** (`AudioJitterBuffer`). aiortc's jitter buffer hands over a
+  packet only once a later one has arrived, so the end of every utterance reached the pipeline a packet late.
+  Audio packets go on in order as they come; only a gap in the sequence holds the ones after it, for at most
+  `voice.input_jitter_ms`.
+- **Pipeline frames of at least 40 ms** (`INPUT_FRAME_MS`): with 20 ms packets two make one frame, halving
+  the frames every processor queues.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import math
+import re
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, cast
@@ -32,8 +42,9 @@ from typing import Any, cast
 import av
 import numpy as np
 import soxr
+from aiortc import RTCRtpReceiver
 from aiortc.codecs import get_decoder
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, Packet
 from av.audio.codeccontext import AudioCodecContext
@@ -51,16 +62,15 @@ from pipecat.transports.smallwebrtc.transport import (
 log = logging.getLogger(__name__)
 
 OPUS_RATE = 48000
-FRAME_MS = 20
-# aiortc's audio jitter buffer: a power of two, comfortably above any prefetch we use.
-JITTER_CAPACITY = 16
+# Packets that may sit behind a missing one before it is given up for lost, whatever the jitter setting.
+MAX_REORDER_PACKETS = 8
 # Mono speech at 32 kbit/s is what browsers send a microphone at; aiortc's default is 96 kbit/s stereo.
 TUTOR_OPUS_BITRATE = 32000
 # libopus complexity (0-10, default 10). 5, as WebRTC uses on phones, halves the encoder's CPU (0.22 against
 # 0.42 ms a frame here) for speech that sounds the same at this bitrate, and every lesson encodes 50 a second.
 TUTOR_OPUS_COMPLEXITY = 5
-# Quiet frames sent after the tutor's last audio before the track stops sending: lets Opus end the tail cleanly.
-QUIET_TAIL_FRAMES = 5
+# Quiet audio (ms) sent after the tutor's last words before the track stops sending: lets Opus end the tail.
+QUIET_TAIL_MS = 100
 # soxr's low quality still filters well above speech; its streaming delay is 6 ms, against 21 ms for "HQ",
 # and every millisecond of it delays the end of the learner's turn.
 RESAMPLE_QUALITY = "LQ"
@@ -72,7 +82,7 @@ INPUT_FRAME_MS = 40
 READ_TIMEOUT_SECS = 2.0
 
 
-def tutor_opus_encoder(sample_rate: int) -> AudioCodecContext:
+def tutor_opus_encoder(sample_rate: int, packet_ms: int) -> AudioCodecContext:
     """libopus for the tutor's voice: mono, speech-tuned, at the pipeline's rate (8-48 kHz are native to Opus)."""
     codec = cast(AudioCodecContext, CodecContext.create("libopus", "w"))
     codec.bit_rate = TUTOR_OPUS_BITRATE
@@ -80,30 +90,61 @@ def tutor_opus_encoder(sample_rate: int) -> AudioCodecContext:
     codec.layout = "mono"
     codec.sample_rate = sample_rate
     codec.time_base = fractions.Fraction(1, sample_rate)
-    codec.options = {"application": "voip", "compression_level": str(TUTOR_OPUS_COMPLEXITY)}
+    codec.options = {
+        "application": "voip",
+        "compression_level": str(TUTOR_OPUS_COMPLEXITY),
+        "frame_duration": str(packet_ms),
+    }
     return codec
 
 
+_AUDIO_SECTION = re.compile(r"(^m=audio [^\r\n]*(?:\r?\n))", re.MULTILINE)
+
+
+def with_ptime(sdp: str, packet_ms: int) -> str:
+    """The answer with `a=ptime` on its audio section: the packet length the browser should send (RFC 4566).
+
+    Chrome's Opus encoder takes its frame length from the remote description's ptime; a peer that ignores it
+    keeps sending 20 ms packets, which the server takes as well.
+    """
+    if packet_ms == 20 or "a=ptime:" in sdp:
+        return sdp
+
+    def add(match: re.Match[str]) -> str:
+        line = match.group(1)
+        newline = "\r\n" if line.endswith("\r\n") else "\n"
+        return f"{line}a=ptime:{packet_ms}{newline}"
+
+    return _AUDIO_SECTION.sub(add, sdp)
+
+
 class QuietAudioTrack(RawAudioTrack):
-    """The tutor's outgoing track: paced 20 ms frames while there is audio, nothing at all while there is not.
+    """The tutor's outgoing track: paced packets while there is audio, nothing at all while there is not.
 
     Built on pipecat's RawAudioTrack so the output transport queues audio into it the same way; only what
     happens when the queue runs dry differs.
     """
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, packet_ms: int = 20) -> None:
         super().__init__(sample_rate=sample_rate, auto_silence=True)
-        # pipecat's track works in 10 ms chunks; Opus packs 20 ms per packet anyway, and 10 ms frames would
-        # double every lesson's wake-ups and encoder hand-offs.
-        self._samples_per_10ms *= FRAME_MS // 10
-        self._bytes_per_10ms *= FRAME_MS // 10
+        # pipecat's track works in 10 ms chunks; here a chunk is one Opus packet's worth, as smaller frames
+        # would multiply every lesson's wake-ups and encoder hand-offs.
+        self._packet_ms = packet_ms
+        self._samples_per_10ms *= packet_ms // 10
+        self._bytes_per_10ms *= packet_ms // 10
         self._audio_ready = asyncio.Event()
         self._quiet_frames = 0
-        self._encoder = tutor_opus_encoder(sample_rate)
+        self._quiet_tail_frames = max(1, QUIET_TAIL_MS // packet_ms)
+        self._encoder = tutor_opus_encoder(sample_rate, packet_ms)
         self._silence: bytes | None = None
 
+    @property
+    def frame_samples(self) -> int:
+        """Samples in each frame (one packet) the track hands out."""
+        return self._samples_per_10ms
+
     def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future[bool]:
-        # The output transport sends whole 10 ms multiples; pad to the 20 ms frame so none is refused.
+        # The output transport sends whole 10 ms multiples; pad to the packet's length so none is refused.
         remainder = len(audio_bytes) % self._bytes_per_10ms
         if remainder:
             audio_bytes += bytes(self._bytes_per_10ms - remainder)
@@ -112,7 +153,7 @@ class QuietAudioTrack(RawAudioTrack):
         return future
 
     async def recv(self) -> Packet:  # type: ignore[override]
-        """The next 20 ms as an Opus packet, encoded here; aiortc sends finished packets as they are.
+        """The next packet's worth as Opus, encoded here; aiortc sends finished packets as they are.
 
         Left to aiortc, each frame is resampled to 48 kHz stereo by a filter graph and encoded at 96 kbit/s
         on a worker thread, a round trip per frame. libopus takes the pipeline's 24 kHz mono directly.
@@ -125,10 +166,10 @@ class QuietAudioTrack(RawAudioTrack):
         return packet
 
     async def recv_frame(self) -> AudioFrame:
-        """The next 20 ms of the tutor's audio, paced in real time; waits while the tutor is silent."""
+        """The next packet's worth of the tutor's audio, paced in real time; waits while the tutor is silent."""
         if not self._chunk_queue:
             self._quiet_frames += 1
-            if self._quiet_frames > QUIET_TAIL_FRAMES:
+            if self._quiet_frames > self._quiet_tail_frames:
                 await self._wait_for_audio()
         else:
             self._quiet_frames = 0
@@ -138,7 +179,7 @@ class QuietAudioTrack(RawAudioTrack):
     def _silence_packet(self) -> Packet:
         """A packet of silence, for the frame the encoder's start-up delay leaves without one."""
         if self._silence is None:
-            encoder = tutor_opus_encoder(self._sample_rate)
+            encoder = tutor_opus_encoder(self._sample_rate, self._packet_ms)
             frame = AudioFrame.from_ndarray(np.zeros((1, self._samples_per_10ms), dtype=np.int16), layout="mono")
             frame.sample_rate = self._sample_rate
             frame.pts = 0
@@ -157,7 +198,7 @@ class QuietAudioTrack(RawAudioTrack):
         # The RTP timestamp of the next frame says how long the tutor was quiet; the pacing clock restarts.
         now = time.time()
         gap = max(0.0, now - (self._start + self._timestamp / self._sample_rate))
-        frames = int(gap * 1000 / FRAME_MS)
+        frames = int(gap * 1000 / self._packet_ms)
         self._timestamp += frames * self._samples_per_10ms
         self._start = now - self._timestamp / self._sample_rate
 
@@ -166,10 +207,15 @@ class LessonWebRTCClient(SmallWebRTCClient):
     """pipecat's SmallWebRTC client with the cheaper input read, the quiet output track and a set jitter depth."""
 
     def __init__(
-        self, webrtc_connection: SmallWebRTCConnection, callbacks: SmallWebRTCCallbacks, input_jitter_ms: int
+        self,
+        webrtc_connection: SmallWebRTCConnection,
+        callbacks: SmallWebRTCCallbacks,
+        input_jitter_ms: int,
+        packet_ms: int = 20,
     ) -> None:
         super().__init__(webrtc_connection, callbacks)
-        self._input_jitter_frames = max(0, min(JITTER_CAPACITY // 2, round(input_jitter_ms / FRAME_MS)))
+        self._input_jitter_ms = input_jitter_ms
+        self._packet_ms = packet_ms
         self._input_frame_bytes = 0  # set once the pipeline's input rate is known
         self._learner_audio: LearnerAudio | None = None
 
@@ -183,29 +229,23 @@ class LessonWebRTCClient(SmallWebRTCClient):
         self._video_input_track = connection.video_input_track()
         self._screen_video_track = connection.screen_video_input_track()
         if self._params.audio_out_enabled:
-            self._audio_output_track = QuietAudioTrack(sample_rate=self._out_sample_rate)
+            self._audio_output_track = QuietAudioTrack(sample_rate=self._out_sample_rate, packet_ms=self._packet_ms)
             connection.replace_audio_track(self._audio_output_track)
         await self._callbacks.on_client_connected(connection)
 
     def _set_input_jitter(self) -> None:
-        """Replace aiortc's 4-packet (80 ms) audio jitter buffer with one of the configured depth, and decode
-        the learner's audio on the event loop instead of aiortc's decoder thread."""
+        """Replace aiortc's audio jitter buffer (4 packets, and one more held for the next) with one that
+        passes packets on as they come, and decode the learner's audio on the event loop instead of aiortc's
+        decoder thread."""
         for transceiver in self._webrtc_connection.pc.getTransceivers():
-            receiver = transceiver.receiver
-            if transceiver.kind == "audio" and receiver is not None:
-                buffer = JitterBuffer(capacity=JITTER_CAPACITY, prefetch=self._input_jitter_frames)
-                receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
-                queue = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
-                track = receiver._track
-                if track is not None and not isinstance(queue, InlineAudioDecoding):
-                    inline = InlineAudioDecoding(queue, track._queue)
-                    receiver._RTCRtpReceiver__decoder_queue = inline  # type: ignore[attr-defined]
+            if transceiver.kind == "audio" and transceiver.receiver is not None:
+                receive_audio_as_it_arrives(transceiver.receiver, self._input_jitter_ms)
 
     async def read_audio_frame(self) -> AsyncGenerator[InputAudioRawFrame, None]:
-        """The learner's audio as 16-bit mono PCM at the pipeline's input rate, 40 ms a frame.
+        """The learner's audio as 16-bit mono PCM at the pipeline's input rate, 40 ms or more a frame.
 
         Lessons always take mono input (TransportParams' default of one channel), which is what this yields.
-        Two packets go into each pipeline frame (see INPUT_FRAME_MS).
+        Packets shorter than INPUT_FRAME_MS are joined into one pipeline frame.
         """
         pending = bytearray()
         while True:
@@ -247,6 +287,102 @@ class LearnerAudioFrame(InputAudioRawFrame):
         return self.name
 
 
+def receive_audio_as_it_arrives(receiver: RTCRtpReceiver, max_wait_ms: int) -> None:
+    """Give an aiortc audio receiver the in-order jitter buffer and decoding on the event loop.
+
+    Call once the receiver's track exists (on connection, or on the peer's "track" event) and before its
+    packets matter: the packets aiortc's own buffer still holds are dropped.
+    """
+    receiver._RTCRtpReceiver__jitter_buffer = AudioJitterBuffer(max_wait_ms)  # type: ignore[attr-defined]
+    queue = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+    track = receiver._track
+    if track is not None and not isinstance(queue, InlineAudioDecoding):
+        inline = InlineAudioDecoding(queue, track._queue)
+        receiver._RTCRtpReceiver__decoder_queue = inline  # type: ignore[attr-defined]
+
+
+class AudioPackets(JitterFrame):
+    """Several in-order audio packets the jitter buffer releases at once (after a gap filled late).
+
+    aiortc's receiver takes one frame from each `add` and maps its RTP timestamp; the packets keep their own,
+    shifted by the same offset when decoded.
+    """
+
+    def __init__(self, packets: list[JitterFrame]) -> None:
+        super().__init__(data=packets[0].data, timestamp=packets[0].timestamp)
+        self.packets = packets
+        self.rtp_timestamp = packets[0].timestamp
+
+
+class AudioJitterBuffer:
+    """An audio jitter buffer that passes each packet on as soon as it is next in order.
+
+    aiortc's buffer is built for video, where a frame spans packets: it releases a frame only once a packet of
+    the next one has arrived, and for audio holds 4 packets first. An Opus packet is a whole frame, so here a
+    packet in sequence goes straight to the decoder. A gap holds the packets after it until the missing one
+    comes or `max_wait_ms` of later audio has piled up; then the missing packet is given up for lost (a short
+    gap in the learner's audio, as in aiortc) and a straggler arriving after that is dropped.
+    """
+
+    RTP_CLOCK_MS = 48  # Opus RTP timestamps tick at 48 kHz whatever the audio's rate (RFC 7587)
+    RESTART_GAP = 3000  # sequence numbers: further ahead or behind than this is a new stream, not a gap
+
+    def __init__(self, max_wait_ms: int) -> None:
+        self._max_wait_ms = max_wait_ms
+        self._next: int | None = None
+        self._held: dict[int, Any] = {}
+        self._packet_ticks = 20 * self.RTP_CLOCK_MS
+        self._last_timestamp: int | None = None
+        self.lost = 0
+
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        """Take one RTP packet (payload already depayloaded to `_data`); return aiortc's (pli, frame) pair."""
+        seq = packet.sequence_number
+        if self._next is None:
+            self._next = seq
+        ahead = (seq - self._next) & 0xFFFF
+        if ahead >= 0x8000 and 0x10000 - ahead < self.RESTART_GAP:
+            return False, None  # late (given up already) or a duplicate
+        if ahead >= self.RESTART_GAP:
+            self._held.clear()
+            self._next = seq
+        self._held[seq] = packet
+        ready = self._release()
+        if len(self._held) > self._packets_to_wait():
+            self._skip_gap()
+            ready += self._release()
+        if not ready:
+            return False, None
+        return False, ready[0] if len(ready) == 1 else AudioPackets(ready)
+
+    def _release(self) -> list[JitterFrame]:
+        ready = []
+        while self._next in self._held:
+            packet = self._held.pop(self._next)
+            if self._last_timestamp is not None:
+                ticks = (packet.timestamp - self._last_timestamp) & 0xFFFFFFFF
+                if 0 < ticks <= 120 * self.RTP_CLOCK_MS:
+                    self._packet_ticks = ticks
+            self._last_timestamp = packet.timestamp
+            ready.append(JitterFrame(data=packet._data, timestamp=packet.timestamp))
+            self._next = (self._next + 1) & 0xFFFF
+        return ready
+
+    def _packets_to_wait(self) -> int:
+        """Packets that may be held behind a gap: `max_wait_ms` of audio, rounded up to whole packets.
+
+        The buffer only looks again when a packet arrives, so a gap is given up on the first arrival past that.
+        """
+        packets = math.ceil(self._max_wait_ms * self.RTP_CLOCK_MS / self._packet_ticks)
+        return min(packets, MAX_REORDER_PACKETS)
+
+    def _skip_gap(self) -> None:
+        assert self._next is not None
+        first = min(self._held, key=lambda s: (s - self._next) & 0xFFFF)  # type: ignore[operator]
+        self.lost += (first - self._next) & 0xFFFF
+        self._next = first
+
+
 class InlineAudioDecoding:
     """Takes the place of an aiortc audio receiver's decoder-thread queue and decodes each frame at once.
 
@@ -264,6 +400,7 @@ class InlineAudioDecoding:
         self._track_queue = track_queue
         self._codec_name: str | None = None
         self._decoder: Any = None
+        self._packet_logged = False
 
     def put(self, task: Any) -> None:
         if task is None:
@@ -273,13 +410,27 @@ class InlineAudioDecoding:
         if codec.name != self._codec_name:
             self._decoder = get_decoder(codec)
             self._codec_name = codec.name
+        if isinstance(encoded_frame, AudioPackets):
+            shift = encoded_frame.timestamp - encoded_frame.rtp_timestamp  # the receiver's timestamp mapping
+            for packet in encoded_frame.packets:
+                packet.timestamp += shift
+                self._decode(codec.name, packet)
+        else:
+            self._decode(codec.name, encoded_frame)
+
+    def _decode(self, codec_name: str, encoded_frame: JitterFrame) -> None:
         try:
             frames = self._decoder.decode(encoded_frame)
         except av.FFmpegError as exc:
             # As aiortc: keep the decoder's state, drop the frame (a lost packet is a short gap).
-            log.warning("voice: the learner's %s frame did not decode: %s", codec.name, exc)
+            log.warning("voice: the learner's %s frame did not decode: %s", codec_name, exc)
             return
         for frame in frames:
+            if not self._packet_logged:
+                self._packet_logged = True
+                log.info(
+                    "voice: the learner's audio arrives in %d ms packets", 1000 * frame.samples // frame.sample_rate
+                )
             self._track_queue.put_nowait(frame)
 
 
@@ -312,7 +463,13 @@ class LearnerAudio:
 class LessonTransport(SmallWebRTCTransport):
     """SmallWebRTCTransport over a LessonWebRTCClient; everything else (events, input/output) as pipecat has it."""
 
-    def __init__(self, webrtc_connection: SmallWebRTCConnection, params: TransportParams, input_jitter_ms: int) -> None:
+    def __init__(
+        self,
+        webrtc_connection: SmallWebRTCConnection,
+        params: TransportParams,
+        input_jitter_ms: int,
+        packet_ms: int = 20,
+    ) -> None:
         # SmallWebRTCTransport.__init__ builds its own client, which registers handlers on the connection that
         # cannot be taken back; so this repeats its few lines with our client instead.
         BaseTransport.__init__(self)
@@ -323,7 +480,7 @@ class LessonTransport(SmallWebRTCTransport):
             on_client_disconnected=self._on_client_disconnected,
             on_track_status=self._on_track_status,
         )
-        self._client = LessonWebRTCClient(webrtc_connection, self._callbacks, input_jitter_ms)
+        self._client = LessonWebRTCClient(webrtc_connection, self._callbacks, input_jitter_ms, packet_ms)
         self._input = None
         self._output = None
         self._register_event_handler("on_app_message")

@@ -13,10 +13,13 @@ from aiortc.jitterbuffer import JitterFrame
 from av import AudioFrame, AudioResampler
 
 from server.pipeline.transport import (
-    QUIET_TAIL_FRAMES,
+    QUIET_TAIL_MS,
+    AudioJitterBuffer,
+    AudioPackets,
     InlineAudioDecoding,
     LearnerAudio,
     QuietAudioTrack,
+    with_ptime,
 )
 
 OUT_RATE = 24000
@@ -33,7 +36,7 @@ async def test_the_tutor_track_plays_queued_audio_then_falls_silent_without_send
     # 50 ms of speech: not a whole number of 20 ms frames, so the last frame is padded, never refused.
     played = track.add_audio_bytes(tone(0.05, OUT_RATE).tobytes())
 
-    frames = [await track.recv_frame() for _ in range(3 + QUIET_TAIL_FRAMES)]
+    frames = [await track.recv_frame() for _ in range(3 + QUIET_TAIL_MS // 20)]
     assert played.done(), "queued audio was not all played"
     assert all(f.samples == FRAME and f.sample_rate == OUT_RATE for f in frames)
     loud = [int(np.abs(f.to_ndarray()).max()) for f in frames]
@@ -149,3 +152,129 @@ async def test_the_tutor_track_hands_aiortc_opus_packets_that_decode_back_to_the
     assert np.sqrt(np.mean(heard**2)) > 0.5 * 8000 / np.sqrt(2)
     spectrum = np.abs(np.fft.rfft(heard))
     assert abs(np.argmax(spectrum) * 48000 / len(heard) - 300) < 10, "the pitch survives encoding"
+
+
+async def test_the_tutor_track_sends_40_ms_packets_that_decode_to_the_whole_voice() -> None:
+    from aiortc.codecs.opus import OpusDecoder
+
+    track = QuietAudioTrack(sample_rate=OUT_RATE, packet_ms=40)
+    assert track.frame_samples == 2 * FRAME
+    track.add_audio_bytes(tone(0.4, OUT_RATE, hz=300).tobytes())
+    packets = [await track.recv() for _ in range(10)]
+    assert [p.pts for p in packets] == [i * 2 * FRAME for i in range(10)], "one packet per 40 ms"
+
+    decoder = OpusDecoder()
+    decoded = []
+    for i, packet in enumerate(packets):
+        decoded += decoder.decode(JitterFrame(data=bytes(packet), timestamp=i * 1920))
+    assert all(f.samples == 1920 for f in decoded), "each packet is 40 ms of the learner's playback"
+    heard = np.concatenate([f.to_ndarray().reshape(-1, 2)[:, 0] for f in decoded])[1920 : 1920 * 9]
+    assert np.sqrt(np.mean(heard.astype(np.float64) ** 2)) > 0.5 * 8000 / np.sqrt(2)
+
+    # The quiet tail is as long in time as with 20 ms packets, then the track falls silent.
+    tail = [await track.recv_frame() for _ in range(QUIET_TAIL_MS // 40)]
+    assert all(int(np.abs(f.to_ndarray()).max()) == 0 for f in tail)
+    waiting = asyncio.create_task(track.recv_frame())
+    await asyncio.sleep(0.2)
+    assert not waiting.done(), "the track kept sending while the tutor was silent"
+    waiting.cancel()
+
+
+ANSWER = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
+    "m=audio 9 UDP/TLS/RTP/SAVPF 96 0 8\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:96 opus/48000/2\r\n"
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n"
+)
+
+
+def test_the_answer_asks_the_browser_for_the_configured_packet_length() -> None:
+    answer = with_ptime(ANSWER, 40)
+    lines = answer.split("\r\n")
+    audio = lines.index("m=audio 9 UDP/TLS/RTP/SAVPF 96 0 8")
+    data = lines.index("m=application 9 UDP/DTLS/SCTP webrtc-datachannel")
+    assert lines.count("a=ptime:40") == 1
+    assert audio < lines.index("a=ptime:40") < data, "ptime belongs to the audio section only"
+    assert answer.replace("a=ptime:40\r\n", "") == ANSWER, "nothing else in the answer changes"
+    # 20 ms is every browser's default, so the answer is left as it was.
+    assert with_ptime(ANSWER, 20) == ANSWER
+
+
+class _Rtp:
+    """What the jitter buffer reads of aiortc's RtpPacket once the receiver depayloaded it."""
+
+    def __init__(self, seq: int, ticks: int = 1920) -> None:
+        self.sequence_number = seq & 0xFFFF
+        self.timestamp = (seq * ticks) & 0xFFFFFFFF
+        self._data = seq.to_bytes(4, "big", signed=True)
+
+
+def released(buffer: AudioJitterBuffer, seqs: list[int], ticks: int = 1920) -> list[list[int]]:
+    """Feed packets in this order; for each, the sequence numbers the buffer handed on (in order)."""
+    out = []
+    for seq in seqs:
+        pli, frame = buffer.add(_Rtp(seq, ticks))
+        assert pli is False
+        frames = [] if frame is None else frame.packets if isinstance(frame, AudioPackets) else [frame]
+        out.append([int.from_bytes(f.data, "big", signed=True) for f in frames])
+    return out
+
+
+def test_the_learners_packets_reach_the_decoder_as_they_arrive_not_one_packet_late() -> None:
+    # aiortc's own buffer hands on a packet only when the next one has arrived: the end of each utterance
+    # reached the pipeline a packet late. Here each in-order packet goes on at once.
+    assert released(AudioJitterBuffer(20), [100, 101, 102, 103]) == [[100], [101], [102], [103]]
+    # Across the sequence number's wrap-around as well.
+    assert released(AudioJitterBuffer(20), [65534, 65535, 65536, 65537]) == [[65534], [65535], [65536], [65537]]
+
+
+def test_a_packet_that_comes_late_is_put_back_in_order() -> None:
+    buffer = AudioJitterBuffer(40)
+    assert released(buffer, [1, 3, 2, 4]) == [[1], [], [2, 3], [4]]
+    # A duplicate or a packet already played is dropped, never played twice.
+    assert released(buffer, [3, 5]) == [[], [5]]
+
+
+def test_a_lost_packet_holds_the_audio_after_it_only_for_the_jitter_allowance() -> None:
+    # 20 ms packets, 40 ms allowed: two packets wait behind the gap, the third arrival gives it up.
+    buffer = AudioJitterBuffer(40)
+    assert released(buffer, [1, 2, 4, 5, 6, 7], ticks=960) == [[1], [2], [], [], [4, 5, 6], [7]]
+    assert buffer.lost == 1
+    # The missing packet arriving after that is too late to play.
+    assert released(buffer, [3, 8], ticks=960) == [[], [8]]
+
+    # 40 ms packets with 20 ms allowed: one packet (a whole one) waits.
+    buffer = AudioJitterBuffer(20)
+    assert released(buffer, [1, 2, 4, 5], ticks=1920) == [[1], [2], [], [4, 5]]
+
+    # No allowance: a gap is skipped at once.
+    buffer = AudioJitterBuffer(0)
+    assert released(buffer, [1, 3, 4], ticks=1920) == [[1], [3], [4]]
+
+
+def test_a_restarted_stream_is_followed_not_taken_for_a_late_one() -> None:
+    buffer = AudioJitterBuffer(20)
+    assert released(buffer, [10, 11, 40000, 40001]) == [[10], [11], [40000], [40001]]
+
+
+async def test_packets_released_together_are_all_decoded_in_order() -> None:
+    opus = next(c for c in get_capabilities("audio").codecs if c.name == "opus")
+    encoder = OpusEncoder()
+    pcm = tone(0.1, 48000, hz=300)
+    frames = []
+    for i in range(5):
+        frame = AudioFrame.from_ndarray(pcm[None, i * 960 : (i + 1) * 960], format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, i * 960, fractions.Fraction(1, 48000)
+        payloads, timestamp = encoder.encode(frame)
+        frames.extend(JitterFrame(data=p, timestamp=timestamp) for p in payloads)
+    batch = AudioPackets(frames[1:])
+    expected = [5000 + f.timestamp for f in frames[1:]]
+    batch.timestamp += 5000  # what aiortc's receiver does to the frame it is handed: map its timestamp
+
+    track_queue: asyncio.Queue[object] = asyncio.Queue()
+    decoding = InlineAudioDecoding(queue.Queue(), track_queue)
+    decoding.put((opus, frames[0]))
+    decoding.put((opus, batch))
+    decoded = [track_queue.get_nowait() for _ in range(track_queue.qsize())]
+    assert len(decoded) == 5, "every packet of the batch was decoded"
+    pts = [f.pts for f in decoded]
+    assert pts[1:] == expected, "each keeps its place in time"

@@ -7,6 +7,7 @@ import contextlib
 import fractions
 import itertools
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,12 +20,18 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, Packet
 from av.codec import CodecContext
 
+from server.pipeline.transport import receive_audio_as_it_arrives
+
 SEND_RATE = 48000
 """Opus runs at 48 kHz, so feeding it 48 kHz spares aiortc a resampling step."""
 FRAME_SECONDS = 0.02
 FRAME_SAMPLES = int(SEND_RATE * FRAME_SECONDS)
+"""A microphone's capture block: 20 ms, whatever the packet length (see `_MicrophoneTrack.speech_end_time`)."""
 OPUS_BITRATE = 32000
 """What Chrome sends a mono microphone at."""
+
+PLAYOUT_JITTER_MS = 20
+"""How long a gap in the tutor's packets holds the ones after it, at most (rounded up to whole packets)."""
 
 MAX_LAG = 0.06
 """How far (s) the sender may fall behind its clock before it re-anchors rather than catching up."""
@@ -33,7 +40,18 @@ SPEECH_AMPLITUDE = 300
 """|sample| above this (about 1% of full scale) counts as speech when finding where a clip's speech ends."""
 
 DEFAULT_AUDIO_THRESHOLD = 100.0
-"""RMS above which a received 20 ms frame counts as the tutor speaking (decoded Opus silence is ~0)."""
+"""RMS above which a received frame counts as the tutor speaking (decoded Opus silence is ~0)."""
+
+_PTIME = re.compile(r"^a=ptime:(\d+)", re.MULTILINE)
+
+
+def answer_ptime_ms(sdp: str) -> int:
+    """The packet length the answer asks for (`a=ptime`), which Chrome's Opus encoder follows; 20 ms if none."""
+    match = _PTIME.search(sdp)
+    if match is None:
+        return 20
+    return min(120, max(20, int(match.group(1)) // 20 * 20))
+
 
 PostOffer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -47,6 +65,7 @@ class _SpeechMark:
 
     sample_index: int
     predicted_at: float
+    # When it left, less the wait for the rest of a packet longer than 20 ms (`packing_delay`).
     sent_at: float | None = None
 
 
@@ -59,7 +78,8 @@ def _pcm_frame(samples: np.ndarray, pts: int) -> AudioFrame:
 
 
 class _MicrophoneEncoder:
-    """Opus as a browser sends a microphone: mono, 32 kbit/s, one packet per 20 ms, encoded as it is captured.
+    """Opus as a browser sends a microphone: mono, 32 kbit/s, one packet per `packet_samples`, encoded as it is
+    captured.
 
     The track hands aiortc ready-made packets, which it sends as they are. Left to aiortc, each frame would be
     resampled to stereo and encoded at 96 kbit/s on a worker thread; with several lessons in one benchmark
@@ -67,20 +87,20 @@ class _MicrophoneEncoder:
     learner's own machine does not. Digital silence, most of what a client sends, is one packet made once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, packet_samples: int = FRAME_SAMPLES) -> None:
+        self.packet_samples = packet_samples
         self._codec = self._new_codec()
-        silence = _pcm_frame(np.zeros(FRAME_SAMPLES, dtype=np.int16), 0)
+        silence = _pcm_frame(np.zeros(packet_samples, dtype=np.int16), 0)
         self._silence = bytes(self._new_codec().encode(silence)[0])
 
-    @staticmethod
-    def _new_codec() -> CodecContext:
+    def _new_codec(self) -> CodecContext:
         codec = CodecContext.create("libopus", "w")
         codec.bit_rate = OPUS_BITRATE
         codec.format = "s16"
         codec.layout = "mono"
         codec.sample_rate = SEND_RATE
         codec.time_base = fractions.Fraction(1, SEND_RATE)
-        codec.options = {"application": "voip"}
+        codec.options = {"application": "voip", "frame_duration": str(1000 * self.packet_samples // SEND_RATE)}
         return codec
 
     def encode(self, samples: np.ndarray, pts: int) -> Packet:
@@ -98,9 +118,9 @@ class _MicrophoneEncoder:
 class _MicrophoneTrack(MediaStreamTrack):
     """An outgoing audio track that plays queued PCM in real time, and silence when nothing is queued.
 
-    Frame n is released at start + (n + 1) * 20 ms, like a microphone that hands over a frame once it has
-    been captured. Pacing by absolute time catches up small delays without drifting; a long stall
-    re-anchors the clock instead (see `_resync`).
+    Packet n is released at start + (n + 1) * packet length (20 ms unless the answer asked for more), like a
+    microphone that hands over a packet once it has been captured. Pacing by absolute time catches up small
+    delays without drifting; a long stall re-anchors the clock instead (see `_resync`).
     """
 
     kind = "audio"
@@ -119,11 +139,37 @@ class _MicrophoneTrack(MediaStreamTrack):
     def started(self) -> bool:
         return self._start is not None
 
+    @property
+    def packet_samples(self) -> int:
+        return self._encoder.packet_samples
+
+    def set_packet_ms(self, packet_ms: int) -> None:
+        """Send packets of this length (before the track starts), as a browser follows the answer's ptime."""
+        if self._start is not None:
+            raise RuntimeError("the packet length is set before the track starts")
+        if packet_ms * SEND_RATE // 1000 != self.packet_samples:
+            self._encoder = _MicrophoneEncoder(packet_ms * SEND_RATE // 1000)
+
     def frame_release_time(self, sample_index: int) -> float:
-        """Monotonic time at which the frame holding `sample_index` is (or was) released."""
+        """Monotonic time at which the packet holding `sample_index` is (or was) released."""
         assert self._start is not None
-        frame_number = sample_index // FRAME_SAMPLES
-        return self._start + (frame_number + 1) * FRAME_SECONDS
+        frame_number = sample_index // self.packet_samples
+        return self._start + (frame_number + 1) * self.packet_samples / SEND_RATE
+
+    def packing_delay(self, sample_index: int) -> float:
+        """How much later than a 20 ms packet would have the packet holding `sample_index` leaves (seconds).
+
+        A browser sending longer packets waits for the rest of the packet before sending the end of the
+        learner's speech; that wait is the learner's too, so the speech is taken to end when its 20 ms block
+        was captured and the wait counts in voice-to-voice.
+        """
+        packet_end = (sample_index // self.packet_samples + 1) * self.packet_samples
+        block_end = (sample_index // FRAME_SAMPLES + 1) * FRAME_SAMPLES
+        return (packet_end - block_end) / SEND_RATE
+
+    def speech_end_time(self, sample_index: int) -> float:
+        """When the learner's speech ending at `sample_index` ends for voice-to-voice: its 20 ms block's release."""
+        return self.frame_release_time(sample_index) - self.packing_delay(sample_index)
 
     def _resync(self) -> None:
         """Re-anchor the clock if the sender fell behind it by more than MAX_LAG.
@@ -138,7 +184,7 @@ class _MicrophoneTrack(MediaStreamTrack):
         if lag > MAX_LAG:
             self._start += lag
             for mark in self._marks:
-                mark.predicted_at = self.frame_release_time(mark.sample_index)
+                mark.predicted_at = self.speech_end_time(mark.sample_index)
 
     def queue_end_time(self) -> float:
         """Release time of the last queued sample (now-ish when nothing is queued)."""
@@ -154,7 +200,7 @@ class _MicrophoneTrack(MediaStreamTrack):
         if len(loud) == 0:
             return None
         index = clip_start + int(loud[-1])
-        mark = _SpeechMark(index, self.frame_release_time(index))
+        mark = _SpeechMark(index, self.speech_end_time(index))
         self._marks.append(mark)
         return mark
 
@@ -172,22 +218,21 @@ class _MicrophoneTrack(MediaStreamTrack):
             raise MediaStreamError
         if self._start is None:
             self._start = time.monotonic()
-        frame_number = self._emitted // FRAME_SAMPLES
-        release_at = self._start + (frame_number + 1) * FRAME_SECONDS
-        wait = release_at - time.monotonic()
+        size = self.packet_samples
+        wait = self.frame_release_time(self._emitted) - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         else:
             self._resync()
-        samples = self._pending[:FRAME_SAMPLES]
-        self._pending = self._pending[FRAME_SAMPLES:]
-        if len(samples) < FRAME_SAMPLES:
-            samples = np.concatenate([samples, np.zeros(FRAME_SAMPLES - len(samples), dtype=np.int16)])
+        samples = self._pending[:size]
+        self._pending = self._pending[size:]
+        if len(samples) < size:
+            samples = np.concatenate([samples, np.zeros(size - len(samples), dtype=np.int16)])
         now = time.monotonic()
-        frame_end = self._emitted + FRAME_SAMPLES
+        frame_end = self._emitted + size
         for mark in self._marks:
             if mark.sent_at is None and mark.sample_index < frame_end:
-                mark.sent_at = now
+                mark.sent_at = now - self.packing_delay(mark.sample_index)
         self._marks = [m for m in self._marks if m.sent_at is None]
         if len(self._pending) == 0:
             self._drained.set()
@@ -202,7 +247,8 @@ class LessonClient:
     It creates the "chat" data channel and an audio transceiver before the offer (as pipecat's
     SmallWebRTC browser client does), pings on the data channel every second (pipecat uses the pings to
     tell a live peer from a dead one), streams queued speech as a real-time microphone, and logs every
-    received audio frame as (monotonic time, RMS) and every data-channel message as (time, parsed JSON).
+    received audio frame as (monotonic time, RMS, seconds) and every data-channel message as (time, parsed JSON).
+    It sends packets of the length the answer's `a=ptime` asks for, as Chrome does.
     """
 
     def __init__(self, ping_interval: float = 1.0, keep_audio: bool = False) -> None:
@@ -212,7 +258,7 @@ class LessonClient:
         # Monotonic times around signalling, for "lesson set-up" (offer sent -> answer received).
         self.offer_sent_at: float | None = None
         self.answer_received_at: float | None = None
-        self.audio_frames: list[tuple[float, float]] = []
+        self.audio_frames: list[tuple[float, float, float]] = []
         self.message_log: list[tuple[float, Any]] = []
         self.keep_audio = keep_audio
         self._received_audio: list[tuple[float, np.ndarray]] = []
@@ -241,6 +287,7 @@ class LessonClient:
         answer = await post_offer({"sdp": local.sdp, "type": local.type})
         self.answer_received_at = time.monotonic()
         self.pc_id = answer.get("pc_id")
+        self._mic.set_packet_ms(answer_ptime_ms(answer["sdp"]))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(self._channel_open.wait(), timeout)
         self._tasks.append(asyncio.create_task(self._ping()))
@@ -275,9 +322,9 @@ class LessonClient:
     def send_pcm(self, pcm: np.ndarray, sample_rate: int) -> float:
         """Queue int16 mono speech behind anything already queued.
 
-        Returns the monotonic time at which the frame holding the clip's last speech sample is released
-        (the "end of learner speech" for voice-to-voice). Call after `connect()`: the send clock starts
-        when the audio track starts.
+        Returns the monotonic time at which the 20 ms block holding the clip's last speech sample is released
+        (the "end of learner speech" for voice-to-voice; see `_MicrophoneTrack.packing_delay`). Call after
+        `connect()`: the send clock starts when the audio track starts.
         """
         predicted, _ = self._queue(pcm, sample_rate)
         return predicted
@@ -338,6 +385,12 @@ class LessonClient:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
+            # A browser's jitter buffer starts playing on the first packet and holds only for a gap; aiortc's
+            # own holds 4 packets (80 ms with 20 ms packets, 160 ms with 40 ms) before the first, then each
+            # packet until the next arrives, which would count against the server in every measurement.
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.receiver is not None and transceiver.receiver.track is track:
+                    receive_audio_as_it_arrives(transceiver.receiver, PLAYOUT_JITTER_MS)
             self._tasks.append(asyncio.create_task(self._read_audio(track)))
 
     async def _read_audio(self, track: MediaStreamTrack) -> None:
@@ -350,7 +403,7 @@ class LessonClient:
             assert isinstance(frame, AudioFrame)
             samples = frame.to_ndarray()  # packed s16, channels interleaved in one row
             level = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
-            self.audio_frames.append((now, level))
+            self.audio_frames.append((now, level, frame.samples / frame.sample_rate))
             if self.keep_audio:
                 channels = len(frame.layout.channels)
                 mono = samples.reshape(-1, channels)[:, 0].astype(np.int16)
@@ -395,26 +448,32 @@ class LessonClient:
 
     def first_audio_after(self, t: float, threshold: float = DEFAULT_AUDIO_THRESHOLD) -> float | None:
         """Time of the first received non-silent audio frame at or after `t`."""
-        for at, level in self.audio_frames:
+        for at, level, _ in self.audio_frames:
             if at >= t and level > threshold:
                 return at
         return None
 
     def last_audio_time(self, threshold: float = DEFAULT_AUDIO_THRESHOLD) -> float | None:
         """Time of the latest received non-silent audio frame."""
-        for at, level in reversed(self.audio_frames):
+        for at, level, _ in reversed(self.audio_frames):
             if level > threshold:
                 return at
         return None
 
     def longest_gap(self, since: float, threshold: float = DEFAULT_AUDIO_THRESHOLD) -> float:
         """The longest silence between two non-silent frames received at or after `since` (0 if under two)."""
-        loud = [at for at, level in self.audio_frames if at >= since and level > threshold]
+        loud = [at for at, level, _ in self.audio_frames if at >= since and level > threshold]
         return max((b - a for a, b in itertools.pairwise(loud)), default=0.0)
 
-    def audio_seconds_after(self, t: float, threshold: float = DEFAULT_AUDIO_THRESHOLD) -> float:
-        """How many seconds of non-silent audio arrived after `t` (20 ms frames)."""
-        return sum(FRAME_SECONDS for at, level in self.audio_frames if at >= t and level > threshold)
+    def audio_seconds_after(
+        self, t: float, until: float | None = None, threshold: float = DEFAULT_AUDIO_THRESHOLD
+    ) -> float:
+        """How many seconds of non-silent audio arrived at or after `t` (and before `until`)."""
+        return sum(
+            seconds
+            for at, level, seconds in self.audio_frames
+            if at >= t and (until is None or at < until) and level > threshold
+        )
 
     async def wait_for_audio(
         self,

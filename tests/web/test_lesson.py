@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.web.conftest import TUTOR_REPLY, build_companion, sign_up
+from tests.web.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.voice]
 
@@ -16,7 +17,9 @@ LESSON_TIMEOUT_MS = 90_000
 HEARD = re.compile(r"plants? make (their|the) food", re.I)
 
 
-def test_learner_talks_with_a_companion_and_finds_the_lesson_in_their_journey(voice_page: Page) -> None:
+def test_learner_talks_with_a_companion_and_finds_the_lesson_in_their_journey(
+    voice_page: Page, voice_server: LiveServer
+) -> None:
     page = voice_page
     sign_up(page, "Lena Lesson")
     build_companion(page, "Professor Leaf", "science", "Photosynthesis", duration="5 minutes")
@@ -40,6 +43,8 @@ def test_learner_talks_with_a_companion_and_finds_the_lesson_in_their_journey(vo
     expect(learner.first).to_contain_text(HEARD, timeout=LESSON_TIMEOUT_MS)
     expect(tutor.filter(has_text="turn sunlight")).to_have_count(1, timeout=LESSON_TIMEOUT_MS)
     expect(tutor.filter(has_text="turn sunlight")).to_contain_text(TUTOR_REPLY)
+    # Chrome follows the answer's a=ptime: the microphone comes in 40 ms packets, half as many to handle.
+    assert "the learner's audio arrives in 40 ms packets" in voice_server.log_path.read_text(errors="replace")
     expect(page.get_by_role("timer")).to_have_text(re.compile(r"^0[0-4]:\d\d$"))
 
     # Mute: the button and the learner's card say the microphone is off.
