@@ -71,6 +71,9 @@ TUTOR_OPUS_BITRATE = 32000
 TUTOR_OPUS_COMPLEXITY = 5
 # Quiet audio (ms) sent after the tutor's last words before the track stops sending: lets Opus end the tail.
 QUIET_TAIL_MS = 100
+# Packets of the tutor's audio queued in the track before the output transport may write more: covers that
+# much event-loop delay without a gap, and is what plays on after the learner interrupts.
+LOOKAHEAD_PACKETS = 2
 # soxr's low quality still filters well above speech; its streaming delay is 6 ms, against 21 ms for "HQ",
 # and every millisecond of it delays the end of the learner's turn.
 RESAMPLE_QUALITY = "LQ"
@@ -150,6 +153,7 @@ class QuietAudioTrack(RawAudioTrack):
             audio_bytes += bytes(self._bytes_per_10ms - remainder)
         future: asyncio.Future[bool] = super().add_audio_bytes(audio_bytes)
         self._audio_ready.set()
+        self._release_writers()
         return future
 
     async def recv(self) -> Packet:  # type: ignore[override]
@@ -174,7 +178,22 @@ class QuietAudioTrack(RawAudioTrack):
         else:
             self._quiet_frames = 0
         frame: AudioFrame = await super().recv()
+        self._release_writers()
         return frame
+
+    def _release_writers(self) -> None:
+        """Let the output transport write its next audio once what it wrote is within the lookahead.
+
+        pipecat's track resolves a write's future when its last packet is taken, so the queue runs dry right
+        then and the next write has one packet's time to arrive; an event loop busy with other lessons for
+        longer puts a silent packet into the tutor's sentence and delays the rest. Here a write is done once
+        at most LOOKAHEAD_PACKETS are queued ahead of it, so that much audio covers the loop's delays.
+        """
+        for index, (_, future) in enumerate(self._chunk_queue):
+            if index >= LOOKAHEAD_PACKETS:
+                break
+            if future is not None and not future.done():
+                future.set_result(True)
 
     def _silence_packet(self) -> Packet:
         """A packet of silence, for the frame the encoder's start-up delay leaves without one."""
@@ -391,8 +410,8 @@ class InlineAudioDecoding:
     event loop more than decoding the packet (~50 µs of libopus) does. Here the receiver's packet handler,
     already on the event loop, decodes the frame and queues the result for the track itself.
 
-    aiortc's thread, started before this took its place, stays parked on its own queue; the `None` that stops
-    the receiver is passed on to it, so it ends the track as it always has.
+    aiortc's thread, started before or after this took its place, stays parked on its own queue; the `None`
+    that stops the receiver is passed on to it, so it ends the track as it always has.
     """
 
     def __init__(self, thread_queue: Any, track_queue: asyncio.Queue[Any]) -> None:
@@ -401,6 +420,11 @@ class InlineAudioDecoding:
         self._codec_name: str | None = None
         self._decoder: Any = None
         self._packet_logged = False
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """For aiortc's decoder thread when it starts after this took the queue's place (a client's receiver
+        is set up before it connects): it parks on its own queue as it would have."""
+        return self._thread_queue.get(*args, **kwargs)
 
     def put(self, task: Any) -> None:
         if task is None:

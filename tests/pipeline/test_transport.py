@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import queue
+import threading
 
 import numpy as np
 from aiortc.codecs import get_capabilities
@@ -13,6 +14,7 @@ from aiortc.jitterbuffer import JitterFrame
 from av import AudioFrame, AudioResampler
 
 from server.pipeline.transport import (
+    LOOKAHEAD_PACKETS,
     QUIET_TAIL_MS,
     AudioJitterBuffer,
     AudioPackets,
@@ -129,6 +131,14 @@ async def test_the_learners_packets_are_decoded_in_order_as_they_arrive_and_a_st
     # The receiver's stop is passed to aiortc's parked decoder thread, which ends the track.
     decoding.put(None)
     assert thread_queue.get_nowait() is None
+
+    # A decoder thread started after the swap (a client's receiver connects later) parks and stops the same.
+    got: list[object] = []
+    thread = threading.Thread(target=lambda: got.append(decoding.get()))
+    thread.start()
+    decoding.put(None)
+    thread.join(timeout=5)
+    assert got == [None]
 
 
 async def test_the_tutor_track_hands_aiortc_opus_packets_that_decode_back_to_the_tutors_voice() -> None:
@@ -278,3 +288,20 @@ async def test_packets_released_together_are_all_decoded_in_order() -> None:
     assert len(decoded) == 5, "every packet of the batch was decoded"
     pts = [f.pts for f in decoded]
     assert pts[1:] == expected, "each keeps its place in time"
+
+
+async def test_the_tutors_next_words_are_queued_before_the_last_ones_finish_playing() -> None:
+    # pipecat's writer waits for each write to be played before the next: with the queue empty at that
+    # moment, a busy event loop would put a silent packet into the tutor's sentence. Here the writer may
+    # run LOOKAHEAD_PACKETS ahead of the packet being sent, and no further.
+    track = QuietAudioTrack(sample_rate=OUT_RATE, packet_ms=40)
+    packet = tone(0.04, OUT_RATE).tobytes()
+    writes = [track.add_audio_bytes(packet) for _ in range(LOOKAHEAD_PACKETS + 2)]
+    assert [w.done() for w in writes] == [True] * LOOKAHEAD_PACKETS + [False, False]
+
+    await track.recv_frame()
+    assert writes[LOOKAHEAD_PACKETS].done(), "one packet sent frees the writer for one more"
+    assert not writes[-1].done()
+    frames = [await track.recv_frame() for _ in range(LOOKAHEAD_PACKETS + 1)]
+    assert all(w.done() for w in writes)
+    assert all(int(np.abs(f.to_ndarray()).max()) > 1000 for f in frames), "no silence between the writes"
