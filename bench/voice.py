@@ -156,6 +156,7 @@ class PipelineResult:
     idle_lessons: int = 0
     idle_server_pct: float | None = None
     idle_client_pct: float | None = None
+    idle_mb_per_lesson: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -251,6 +252,10 @@ class Target:
     async def stop(self) -> None:
         raise NotImplementedError
 
+    async def restart_as_shipped(self) -> None:
+        """Start again without the latency observer, logging to a second file (see `run_target`)."""
+        raise NotImplementedError
+
     async def new_lesson(self) -> PostOffer:
         raise NotImplementedError
 
@@ -284,8 +289,8 @@ class StockTarget(Target):
     def __init__(
         self, llm_url: str, system_prompt: str, first_message: str, log_dir: Path, breakdown: bool = True
     ) -> None:
+        self._breakdown = breakdown
         self._args = [
-            *([] if breakdown else ["--no-latency-observer"]),
             "--llm-base-url",
             llm_url,
             "--system-prompt",
@@ -293,6 +298,7 @@ class StockTarget(Target):
             "--first-message",
             first_message,
         ]
+        self._log_dir = log_dir
         self._log_path = log_dir / "stock_pipecat.log"
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -306,6 +312,7 @@ class StockTarget(Target):
             sys.executable,
             "-m",
             "bench.stock_pipecat",
+            *([] if self._breakdown else ["--no-latency-observer"]),
             *self._args,
             cwd=REPO,
             stdout=asyncio.subprocess.PIPE,
@@ -334,6 +341,13 @@ class StockTarget(Target):
             await self._process.wait()
         if self._reader is not None:
             self._reader.cancel()
+
+    async def restart_as_shipped(self) -> None:
+        await self.stop()
+        self._breakdown = False
+        self._log_path = self._log_dir / "stock_pipecat-k.log"
+        self._http = httpx.AsyncClient(timeout=60)
+        await self.start()
 
     async def new_lesson(self) -> PostOffer:
         async def post_offer(offer: dict[str, Any]) -> dict[str, Any]:
@@ -373,6 +387,7 @@ class OursTarget(Target):
         self._extra_env = extra_env or {}
         self._breakdown = breakdown
         self._dir = log_dir / "ours"
+        self._log_dir = log_dir
         self._log_path = log_dir / "ours.log"
         self._process: asyncio.subprocess.Process | None = None
         self._http = httpx.AsyncClient(timeout=60)
@@ -458,6 +473,13 @@ class OursTarget(Target):
         if self._process is not None:
             await _stop_process(self._process)
             await self._process.wait()
+
+    async def restart_as_shipped(self) -> None:
+        await self.stop()
+        self._breakdown = False
+        self._log_path = self._log_dir / "ours-k.log"
+        self._http = httpx.AsyncClient(timeout=60)
+        await self.start()
 
     async def new_lesson(self) -> PostOffer:
         response = await self._http.post(f"{self.base_url}/api/companions/{self._companion_id}/lessons")
@@ -641,14 +663,19 @@ async def measure_idle(target: Target, lessons: int, result: PipelineResult) -> 
     """Open `lessons` lessons, let the greetings end, then measure CPU over 10 s in which nobody speaks.
 
     What a connected lesson costs by itself (audio in and out, the pipeline's per-frame work) decides how many
-    fit on a machine before any turn is taken; the clients' share is what the test clients cost here.
+    fit on a machine before any turn is taken; the clients' share is what the test clients cost here. The
+    growth of the server's RSS while they connect is the memory a lesson holds by itself.
     """
     clients: list[LessonClient] = []
+    rss_before = target.rss_mb()
     try:
         for _ in range(lessons):
             client, _setup = await open_lesson(target)
             clients.append(client)
         await asyncio.sleep(2.0)
+        rss_connected = target.rss_mb()
+        if rss_before is not None and rss_connected is not None:
+            result.idle_mb_per_lesson = (rss_connected - rss_before) / lessons
         assert target.pid is not None
         server_before, client_before = process_cpu_secs(target.pid), time.process_time()
         started = time.monotonic()
@@ -741,6 +768,10 @@ async def run_target(
             print(f"{target.name}: {args.idle_lessons} lessons connected, nobody speaking", file=sys.stderr)
             await measure_idle(target, args.idle_lessons, result)
         if ks:
+            # pipecat's UserBotLatencyObserver (and its metrics) watch every frame of every lesson, which the
+            # shipped default (voice.log_latency = false) does not: the K runs measure the server as shipped.
+            print(f"{target.name}: restarting without the latency observer for the concurrency runs", file=sys.stderr)
+            await target.restart_as_shipped()
             print(f"{target.name}: concurrency, K = {ks}", file=sys.stderr)
             result.concurrency = await measure_concurrency(target, clips, ks, args.k_turns, args.seed, not args.all_k)
     except Exception as exc:  # reported in the table: the other pipeline's figures still stand
@@ -798,6 +829,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "idle_lessons": result.idle_lessons,
         "idle_server_cpu_pct_per_lesson": result.idle_server_pct,
         "idle_client_cpu_pct_per_lesson": result.idle_client_pct,
+        "idle_mb_per_lesson": result.idle_mb_per_lesson,
         "concurrency": [
             {
                 "k": row.k,
@@ -907,6 +939,9 @@ def print_report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> None:
                 f"test client {_fmt(s['idle_client_cpu_pct_per_lesson'], '%', 1)}  ({s['idle_lessons']} lessons)",
                 file=out,
             )
+        print("server memory per connected lesson, greeted, with nobody speaking", file=out)
+        for s in idle:
+            print(f"  {s['name']:<14}{_fmt(s['idle_mb_per_lesson'], ' MB', 1)}", file=out)
 
     for s in summaries:
         if not s["concurrency"]:
