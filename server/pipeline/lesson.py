@@ -274,7 +274,14 @@ class LessonSession:
                 max_tokens=settings.llm.max_tokens,
             ),
         )
-        tts = make_tts(settings, models, plan.voice, plan.style, on_error=self._on_stage_error)
+        tts = make_tts(
+            settings,
+            models,
+            plan.voice,
+            plan.style,
+            on_error=self._on_stage_error,
+            fixed_phrases=(plan.first_message, plan.goodbye_message, plan.apology_message),
+        )
         self._llm = llm
 
         pipeline = Pipeline(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.pipeline.phrases import PhraseCache
+
 if TYPE_CHECKING:
     import onnxruntime
     from faster_whisper import WhisperModel
@@ -116,6 +118,8 @@ class SharedModels:
     vad_executor: ThreadPoolExecutor
     # espeak-ng keeps global state in the C library: phonemizing from two threads at once corrupts it.
     phonemizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The lessons' greetings, goodbyes and apologies, synthesized once (tts.py).
+    phrase_cache: PhraseCache = field(default_factory=PhraseCache)
     # Slot name ("male.formal") -> (voice name actually used, length_scale).
     slots: dict[str, tuple[str, float]] = field(default_factory=dict)
 

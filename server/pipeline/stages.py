@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -75,8 +75,12 @@ def make_tts(
     voice: str,
     style: str,
     on_error: OnStageError | None = None,
+    fixed_phrases: Collection[str] = (),
 ) -> FrameProcessor:
-    """The lesson's text-to-speech stage for `settings.tts.provider`, speaking as the companion's voice x style."""
+    """The lesson's text-to-speech stage for `settings.tts.provider`, speaking as the companion's voice x style.
+
+    `fixed_phrases` (the lesson's greeting, goodbye and apology) are synthesized once per process and kept.
+    """
     tts = settings.tts
     if tts.provider == "piper":
         loaded, length_scale = models.voice_for(voice, style)
@@ -86,6 +90,8 @@ def make_tts(
             executor=models.tts_executor,
             background_executor=models.tts_background_executor,
             phonemizer_lock=models.phonemizer_lock,
+            phrase_cache=models.phrase_cache,
+            fixed_phrases=fixed_phrases,
         )
     if tts.provider == "openai":
         # With a hosted provider the voices table names the provider's voices (e.g. "alloy"), not piper models.

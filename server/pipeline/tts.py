@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
 from concurrent.futures import Executor
 
 import numpy as np
@@ -18,6 +18,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
 from server.pipeline.models import LoadedVoice
+from server.pipeline.phrases import PhraseCache
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class SharedPiperTTSService(TTSService):
         executor: Executor,
         phonemizer_lock: threading.Lock,
         background_executor: Executor | None = None,
+        phrase_cache: PhraseCache | None = None,
+        fixed_phrases: Collection[str] = (),
         **kwargs: object,
     ) -> None:
         super().__init__(
@@ -129,6 +132,8 @@ class SharedPiperTTSService(TTSService):
         self._executor = executor
         self._background = background_executor or executor
         self._lock = phonemizer_lock
+        self._phrase_cache = phrase_cache
+        self._fixed_phrases = frozenset(p.strip() for p in fixed_phrases)
         # Monotonic time at which the audio synthesized so far will have finished playing.
         self._playing_until = 0.0
         self._context_id: str | None = None
@@ -149,7 +154,35 @@ class SharedPiperTTSService(TTSService):
             self._playing_until = 0.0  # the queued audio was dropped: the next reply is urgent again
         await super().process_frame(frame, direction)
 
+    def _cache_key(self, text: str) -> tuple[str, float, int, str] | None:
+        """Where a fixed phrase's audio is cached (None for any other text, or without a cache)."""
+        text = text.strip()
+        if self._phrase_cache is None or text not in self._fixed_phrases:
+            return None
+        return (self._voice.name, self._length_scale, self.sample_rate, text)
+
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        key = self._cache_key(text)
+        cached = None if key is None or self._phrase_cache is None else self._phrase_cache.get(key)
+        if cached is not None:
+            await self.start_tts_usage_metrics(text)
+            await self.stop_ttfb_metrics()
+            for pcm in cached:
+                self._context_id = context_id
+                self._playing_until = max(time.monotonic(), self._playing_until) + len(pcm) / (2 * self.sample_rate)
+                yield TTSAudioRawFrame(pcm, self.sample_rate, 1, context_id=context_id)
+            return
+        spoken: list[bytes] = []
+        async for frame in self._synthesize(text, context_id):
+            if isinstance(frame, TTSAudioRawFrame):
+                spoken.append(frame.audio)
+            elif isinstance(frame, ErrorFrame):
+                key = None  # a phrase that failed part-way is not kept
+            yield frame
+        if key is not None and spoken and self._phrase_cache is not None:
+            self._phrase_cache.put(key, spoken)
+
+    async def _synthesize(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         loop = asyncio.get_running_loop()
         # When this audio was asked for: the text's arrival, then each time the clause before it was handed on.
         asked = time.monotonic()

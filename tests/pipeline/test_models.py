@@ -20,6 +20,7 @@ from server.lessons import CompanionView, LiveLesson
 from server.pipeline.doctor import check_llm
 from server.pipeline.lesson import plan_lesson
 from server.pipeline.models import BUNDLED_VOICE, SharedModels, bundled_voice_path, load_models
+from server.pipeline.phrases import PhraseCache
 from server.pipeline.settings import VoiceSettings
 from server.pipeline.stt import WhisperBatcher, WhisperOptions, transcribe_batch, transcribe_pcm
 from server.pipeline.tts import SharedPiperTTSService, quick_start, split_clauses, synthesize_sentence
@@ -207,7 +208,11 @@ class _CountingPool(ThreadPoolExecutor):
 
 
 def _piper_service(
-    models: SharedModels, urgent: ThreadPoolExecutor, later: ThreadPoolExecutor
+    models: SharedModels,
+    urgent: ThreadPoolExecutor,
+    later: ThreadPoolExecutor,
+    phrase_cache: PhraseCache | None = None,
+    fixed_phrases: tuple[str, ...] = (),
 ) -> SharedPiperTTSService:
     """The lesson's piper stage on the shared voice, outside a pipeline, synthesizing on the given pools."""
     loaded, _ = models.voice_for("male", "casual")
@@ -217,6 +222,8 @@ def _piper_service(
         executor=urgent,
         background_executor=later,
         phonemizer_lock=models.phonemizer_lock,
+        phrase_cache=phrase_cache,
+        fixed_phrases=fixed_phrases,
         sample_rate=24000,
     )
     tts._sample_rate = 24000
@@ -297,3 +304,47 @@ async def test_a_reply_that_waits_for_synthesis_is_logged(
 
 async def _nothing(*_args: Any, **_kwargs: Any) -> None:
     return None
+
+
+async def test_a_greeting_is_synthesized_once_for_every_lesson_that_starts_with_it(voice_models: SharedModels) -> None:
+    # A class opening the same companion hears the same greeting: the second learner's comes without piper,
+    # the same audio, while the LLM's replies are always synthesized afresh.
+    greeting = "Hello, let's start the session. Today we'll be talking about rivers."
+    reply = "Rivers flow downhill because of gravity."
+    cache = PhraseCache()
+    pools = [_CountingPool(), _CountingPool()]
+
+    async def speak(text: str) -> tuple[bytes, int]:
+        tts = _piper_service(voice_models, *pools, phrase_cache=cache, fixed_phrases=(greeting,))
+        before = pools[0].jobs + pools[1].jobs
+        audio = b""
+        async for frame in tts.run_tts(text, "ctx"):
+            assert isinstance(frame, TTSAudioRawFrame), frame
+            audio += frame.audio
+        return audio, pools[0].jobs + pools[1].jobs - before
+
+    try:
+        first, jobs = await speak(greeting)
+        assert jobs >= 2 and len(first) / 48000 > 2.0, "the first lesson's greeting is synthesized"
+        again, jobs = await speak(greeting)
+        assert jobs == 0, "the next lesson's greeting needed piper again"
+        assert again == first
+        assert len(cache) == 1
+        _, jobs = await speak(reply)
+        _, jobs_again = await speak(reply)
+        assert jobs > 0 and jobs_again > 0, "an LLM reply was taken from the cache"
+        assert len(cache) == 1
+    finally:
+        for pool in pools:
+            pool.shutdown()
+
+
+def test_the_phrase_cache_keeps_the_most_recently_used_phrases() -> None:
+    cache = PhraseCache(entries=2)
+    keys = [("joe", 1.0, 24000, f"Today we'll be talking about topic {i}.") for i in range(3)]
+    cache.put(keys[0], [b"a"])
+    cache.put(keys[1], [b"b"])
+    assert cache.get(keys[0]) == [b"a"]  # now the most recent
+    cache.put(keys[2], [b"c"])
+    assert cache.get(keys[1]) is None, "the least recently used phrase goes first"
+    assert cache.get(keys[0]) == [b"a"] and cache.get(keys[2]) == [b"c"]
