@@ -254,9 +254,20 @@ class Target:
     async def stop(self) -> None:
         raise NotImplementedError
 
+    # Set by each server: whether it runs the latency observer, where its logs go, its HTTP client.
+    k_log_name = ""
+    _breakdown: bool
+    _log_dir: Path
+    _log_path: Path
+    _http: httpx.AsyncClient
+
     async def restart_as_shipped(self) -> None:
-        """Start again without the latency observer, logging to a second file (see `run_target`)."""
-        raise NotImplementedError
+        """Start again without the latency observer, logging to `k_log_name` (see `run_target`)."""
+        await self.stop()
+        self._breakdown = False
+        self._log_path = self._log_dir / self.k_log_name
+        self._http = httpx.AsyncClient(timeout=60)
+        await self.start()
 
     async def new_lesson(self) -> PostOffer:
         raise NotImplementedError
@@ -287,6 +298,7 @@ class StockTarget(Target):
     """bench.stock_pipecat in a subprocess: pipecat's defaults, models loaded per session."""
 
     name = "stock pipecat"
+    k_log_name = "stock_pipecat-k.log"
 
     def __init__(
         self, llm_url: str, system_prompt: str, first_message: str, log_dir: Path, breakdown: bool = True
@@ -344,13 +356,6 @@ class StockTarget(Target):
         if self._reader is not None:
             self._reader.cancel()
 
-    async def restart_as_shipped(self) -> None:
-        await self.stop()
-        self._breakdown = False
-        self._log_path = self._log_dir / "stock_pipecat-k.log"
-        self._http = httpx.AsyncClient(timeout=60)
-        await self.start()
-
     async def new_lesson(self) -> PostOffer:
         async def post_offer(offer: dict[str, Any]) -> dict[str, Any]:
             response = await self._http.post(f"{self.base_url}/api/offer", json=offer)
@@ -379,6 +384,7 @@ class OursTarget(Target):
     """Our server (`tutor serve`) in a subprocess, driven through its HTTP API like the page drives it."""
 
     name = "ours"
+    k_log_name = "ours-k.log"
     EMAIL = "bench@school.test"
     PASSWORD = "bench-password-123"
 
@@ -475,13 +481,6 @@ class OursTarget(Target):
         if self._process is not None:
             await _stop_process(self._process)
             await self._process.wait()
-
-    async def restart_as_shipped(self) -> None:
-        await self.stop()
-        self._breakdown = False
-        self._log_path = self._log_dir / "ours-k.log"
-        self._http = httpx.AsyncClient(timeout=60)
-        await self.start()
 
     async def new_lesson(self) -> PostOffer:
         response = await self._http.post(f"{self.base_url}/api/companions/{self._companion_id}/lessons")

@@ -106,22 +106,30 @@ def test_audio_that_is_not_opus_shaped_still_reaches_the_pipeline() -> None:
     assert abs(dominant_hz(out, 16000) - 300.0) < 10.0
 
 
-async def test_the_learners_packets_are_decoded_in_order_as_they_arrive_and_a_stop_still_ends_the_track() -> None:
-    opus = next(c for c in get_capabilities("audio").codecs if c.name == "opus")
+def opus_packets(count: int) -> list[JitterFrame]:
+    """`count` 20 ms Opus packets of a 300 Hz tone, as a browser sends them (aiortc's encoder)."""
     encoder = OpusEncoder()
-    pcm = tone(0.2, 48000, hz=300)
+    pcm = tone(count * 0.02, 48000, hz=300)
     encoded = []
-    for i in range(10):
+    for i in range(count):
         frame = AudioFrame.from_ndarray(pcm[None, i * 960 : (i + 1) * 960], format="s16", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = 48000, i * 960, fractions.Fraction(1, 48000)
         payloads, timestamp = encoder.encode(frame)
         encoded.extend(JitterFrame(data=p, timestamp=timestamp) for p in payloads)
+    return encoded
+
+
+OPUS = next(c for c in get_capabilities("audio").codecs if c.name == "opus")
+
+
+async def test_the_learners_packets_are_decoded_in_order_as_they_arrive_and_a_stop_still_ends_the_track() -> None:
+    encoded = opus_packets(10)
 
     thread_queue: queue.Queue[object] = queue.Queue()
     track_queue: asyncio.Queue[object] = asyncio.Queue()
     decoding = InlineAudioDecoding(thread_queue, track_queue)
     for packet in encoded:
-        decoding.put((opus, packet))
+        decoding.put((OPUS, packet))
     decoded = [track_queue.get_nowait() for _ in range(track_queue.qsize())]
     assert len(decoded) == len(encoded), "every packet is decoded at once, with no thread in between"
     assert all(isinstance(f, AudioFrame) and f.samples == 960 for f in decoded)
@@ -267,23 +275,15 @@ def test_a_restarted_stream_is_followed_not_taken_for_a_late_one() -> None:
 
 
 async def test_packets_released_together_are_all_decoded_in_order() -> None:
-    opus = next(c for c in get_capabilities("audio").codecs if c.name == "opus")
-    encoder = OpusEncoder()
-    pcm = tone(0.1, 48000, hz=300)
-    frames = []
-    for i in range(5):
-        frame = AudioFrame.from_ndarray(pcm[None, i * 960 : (i + 1) * 960], format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = 48000, i * 960, fractions.Fraction(1, 48000)
-        payloads, timestamp = encoder.encode(frame)
-        frames.extend(JitterFrame(data=p, timestamp=timestamp) for p in payloads)
+    frames = opus_packets(5)
     batch = AudioPackets(frames[1:])
     expected = [5000 + f.timestamp for f in frames[1:]]
     batch.timestamp += 5000  # what aiortc's receiver does to the frame it is handed: map its timestamp
 
     track_queue: asyncio.Queue[object] = asyncio.Queue()
     decoding = InlineAudioDecoding(queue.Queue(), track_queue)
-    decoding.put((opus, frames[0]))
-    decoding.put((opus, batch))
+    decoding.put((OPUS, frames[0]))
+    decoding.put((OPUS, batch))
     decoded = [track_queue.get_nowait() for _ in range(track_queue.qsize())]
     assert len(decoded) == 5, "every packet of the batch was decoded"
     pts = [f.pts for f in decoded]
