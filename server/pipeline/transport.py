@@ -1,4 +1,4 @@
-"""pipecat's SmallWebRTC transport, made cheaper per lesson: the audio path every lesson pays 50 times a second.
+"""pipecat's SmallWebRTC transport, made cheaper per lesson: the audio path every lesson pays for each packet.
 
 Profiling 4 idle lessons showed the server's event loop ~90% busy, and most of it in the per-packet audio path
 of pipecat's SmallWebRTC client and aiortc, not in the models. The changes, all on the wire side:
@@ -14,16 +14,15 @@ of pipecat's SmallWebRTC client and aiortc, not in the models. The changes, all 
   and aiortc sends the finished packets. Left to aiortc, each 20 ms frame was resampled to 48 kHz stereo,
   encoded at 96 kbit/s on a worker thread (a round trip per frame) and given an RFC 6465 level computed
   with a Python loop over every sample.
-- **A shorter input jitter buffer.** aiortc holds 4 packets (80 ms) of the learner's audio before decoding the
-  first; every one of those milliseconds is added to the tutor's reply time. The depth is `voice.input_jitter_ms`.
 - **The learner's packets are decoded on the event loop** (`InlineAudioDecoding`), not on a thread per track.
 - **40 ms packets both ways** (`voice.packet_ms`). The answer asks the browser for `a=ptime:40`, which
   Chrome's Opus encoder follows, and the tutor's track encodes 40 ms frames: half the packets to protect, send,
   receive and decode, on the server and in the browser, for the same audio.
-- **No packet is held back for the next one** (`AudioJitterBuffer`). aiortc's jitter buffer hands over a
-  packet only once a later one has arrived, so the end of every utterance reached the pipeline a packet late.
-  Audio packets go on in order as they come; only a gap in the sequence holds the ones after it, for at most
-  `voice.input_jitter_ms`.
+- **No packet is held back** (`AudioJitterBuffer`). aiortc's jitter buffer holds 4 packets of the learner's
+  audio before the first, then hands over each only once a later one has arrived, so the end of every
+  utterance reached the pipeline a packet late; every one of those milliseconds is added to the tutor's reply
+  time. Audio packets go on in order as they come; only a gap in the sequence holds the ones after it, for at
+  most `voice.input_jitter_ms`.
 - **Pipeline frames of at least 40 ms** (`INPUT_FRAME_MS`): with 20 ms packets two make one frame, halving
   the frames every processor queues.
 """
