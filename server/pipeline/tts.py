@@ -7,8 +7,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Callable, Collection
 from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 import numpy as np
 import soxr
@@ -21,6 +22,8 @@ from server.pipeline.models import LoadedVoice
 from server.pipeline.phrases import PhraseCache
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Synthesis time grows with the length of what is synthesized, so a long sentence is spoken clause by clause:
 # the first clause plays while the next is made. Breaking only after a few words keeps the prosody natural.
@@ -145,9 +148,22 @@ class SharedPiperTTSService(TTSService):
         """Whether the learner is waiting for this audio: less than URGENT_SLACK_SECS of earlier audio to play."""
         return self._playing_until - time.monotonic() <= URGENT_SLACK_SECS
 
-    def _pool(self) -> Executor:
-        """The normal pool when someone is waiting for this audio, the lower-priority one when there is slack."""
-        return self._executor if self._urgent() else self._background
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the normal pool when someone is waiting for its audio, else on the lower-priority one.
+
+        A job queued at low priority behind other lessons' clauses is moved to the normal pool if it has not
+        started by the time it becomes urgent (less than URGENT_SLACK_SECS of earlier audio left to play).
+        """
+        loop = asyncio.get_running_loop()
+        if self._urgent() or self._background is self._executor:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        queued = self._background.submit(fn, *args)
+        waiting = asyncio.wrap_future(queued)
+        slack = self._playing_until - URGENT_SLACK_SECS - time.monotonic()
+        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, slack))
+        if not done and queued.cancel():
+            return await loop.run_in_executor(self._executor, fn, *args)
+        return await waiting
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, InterruptionFrame):
@@ -183,25 +199,15 @@ class SharedPiperTTSService(TTSService):
             self._phrase_cache.put(key, spoken)
 
     async def _synthesize(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        loop = asyncio.get_running_loop()
         # When this audio was asked for: the text's arrival, then each time the clause before it was handed on.
         asked = time.monotonic()
         try:
             await self.start_tts_usage_metrics(text)
-            sentences = await loop.run_in_executor(
-                self._pool(), phonemize, self._voice, text, self._lock, self._urgent()
-            )
+            sentences = await self._run(phonemize, self._voice, text, self._lock, self._urgent())
             for phonemes in sentences:
                 if not phonemes:
                     continue
-                pcm = await loop.run_in_executor(
-                    self._pool(),
-                    synthesize_sentence,
-                    self._voice,
-                    phonemes,
-                    self._length_scale,
-                    self.sample_rate,
-                )
+                pcm = await self._run(synthesize_sentence, self._voice, phonemes, self._length_scale, self.sample_rate)
                 now = time.monotonic()
                 # Asked for while the reply's earlier audio still played, yet ready only well after it ended.
                 late = now - self._playing_until

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -348,3 +349,50 @@ def test_the_phrase_cache_keeps_the_most_recently_used_phrases() -> None:
     cache.put(keys[2], [b"c"])
     assert cache.get(keys[1]) is None, "the least recently used phrase goes first"
     assert cache.get(keys[0]) == [b"a"] and cache.get(keys[2]) == [b"c"]
+
+
+class _RecordingPool(ThreadPoolExecutor):
+    """A one-thread pool that records the name of each job as it starts running."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.ran: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def run() -> Any:
+            self.ran.append(getattr(fn, "__name__", "job"))
+            return fn(*args, **kwargs)
+
+        return super().submit(run)
+
+
+async def test_a_sentence_stuck_behind_other_lessons_at_low_priority_moves_up_before_the_audio_runs_out(
+    voice_models: SharedModels,
+) -> None:
+    # A sentence made while earlier audio still plays waits on the low-priority thread. If other lessons'
+    # work holds that thread until the earlier audio is nearly over, the sentence goes to the normal pool
+    # rather than leave the learner in silence.
+    urgent, later = _RecordingPool(), _RecordingPool()
+    tts = _piper_service(voice_models, urgent, later)
+    busy = threading.Event()
+    try:
+        async for frame in tts.run_tts("Rivers flow downhill because of gravity, so they end up in the sea.", "c"):
+            assert isinstance(frame, TTSAudioRawFrame), frame
+        later.submit(busy.wait)  # another lesson's long job holds the low-priority thread
+        before = len(urgent.ran)
+
+        async def second_sentence() -> float:
+            heard = 0.0
+            async for frame in tts.run_tts("A delta is the fan of land a river builds.", "c"):
+                assert isinstance(frame, TTSAudioRawFrame), frame
+                heard += len(frame.audio) / 48000
+            return heard
+
+        # Left on the busy thread, the sentence would never come: fail rather than hang.
+        assert await asyncio.wait_for(second_sentence(), 30) > 1.0, "the second sentence was not spoken"
+        assert "phonemize" in urgent.ran[before:] and "synthesize_sentence" in urgent.ran[before:]
+        assert later.ran[-1] == "wait", "nothing of the second sentence ran on the busy low-priority thread"
+    finally:
+        busy.set()
+        urgent.shutdown()
+        later.shutdown()
