@@ -140,11 +140,6 @@ class QuietAudioTrack(RawAudioTrack):
         self._encoder = tutor_opus_encoder(sample_rate, packet_ms)
         self._silence: bytes | None = None
 
-    @property
-    def frame_samples(self) -> int:
-        """Samples in each frame (one packet) the track hands out."""
-        return self._samples_per_10ms
-
     def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future[bool]:
         # The output transport sends whole 10 ms multiples; pad to the packet's length so none is refused.
         remainder = len(audio_bytes) % self._bytes_per_10ms

@@ -160,7 +160,11 @@ class SharedPiperTTSService(TTSService):
         queued = self._background.submit(fn, *args)
         waiting = asyncio.wrap_future(queued)
         slack = self._playing_until - URGENT_SLACK_SECS - time.monotonic()
-        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, slack))
+        try:
+            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, slack))
+        except asyncio.CancelledError:
+            queued.cancel()  # the learner interrupted: a job still queued is not worth the CPU
+            raise
         if not done and queued.cancel():
             return await loop.run_in_executor(self._executor, fn, *args)
         return await waiting

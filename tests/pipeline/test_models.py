@@ -396,3 +396,36 @@ async def test_a_sentence_stuck_behind_other_lessons_at_low_priority_moves_up_be
         busy.set()
         urgent.shutdown()
         later.shutdown()
+
+
+async def test_a_sentence_waiting_at_low_priority_is_withdrawn_when_the_learner_interrupts(
+    voice_models: SharedModels,
+) -> None:
+    # Barge-in cancels the tutor's reply; a sentence still queued behind other lessons' work must not be
+    # synthesized afterwards for nobody, on the machine's busiest moments.
+    urgent, later = _RecordingPool(), _RecordingPool()
+    tts = _piper_service(voice_models, urgent, later)
+    busy = threading.Event()
+    try:
+        async for frame in tts.run_tts("Rivers flow downhill because of gravity, so they end up in the sea.", "c"):
+            assert isinstance(frame, TTSAudioRawFrame), frame
+        later.submit(busy.wait)  # another lesson's long job holds the low-priority thread
+        urgent_before = len(urgent.ran)
+
+        async def second_sentence() -> None:
+            async for _frame in tts.run_tts("A delta is the fan of land a river builds.", "c"):
+                pass
+
+        reply = asyncio.create_task(second_sentence())
+        await asyncio.sleep(0.3)  # queued at low priority, with seconds of earlier audio still to play
+        reply.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reply
+        busy.set()
+        later.shutdown(wait=True)
+        assert later.ran[-1] == "wait", "the interrupted sentence was synthesized anyway"
+        assert len(urgent.ran) == urgent_before, "the interrupted sentence moved to the normal pool"
+    finally:
+        busy.set()
+        urgent.shutdown()
+        later.shutdown()
