@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -366,36 +368,54 @@ class _RecordingPool(ThreadPoolExecutor):
         return super().submit(run)
 
 
+@dataclass
+class _BusyLowPriority:
+    """A tutor whose first sentence is playing, while another lesson's job holds the low-priority thread."""
+
+    tts: SharedPiperTTSService
+    urgent: _RecordingPool
+    later: _RecordingPool
+    busy: threading.Event
+
+    async def say(self, text: str) -> float:
+        """Speak `text`; return the seconds of audio that came out."""
+        heard = 0.0
+        async for frame in self.tts.run_tts(text, "c"):
+            assert isinstance(frame, TTSAudioRawFrame), frame
+            heard += len(frame.audio) / 48000
+        return heard
+
+
+@contextlib.asynccontextmanager
+async def _busy_low_priority(models: SharedModels) -> AsyncIterator[_BusyLowPriority]:
+    urgent, later = _RecordingPool(), _RecordingPool()
+    busy = threading.Event()
+    state = _BusyLowPriority(_piper_service(models, urgent, later), urgent, later, busy)
+    try:
+        await state.say("Rivers flow downhill because of gravity, so they end up in the sea.")
+        later.submit(busy.wait)  # another lesson's long job holds the low-priority thread
+        yield state
+    finally:
+        busy.set()
+        urgent.shutdown()
+        later.shutdown()
+
+
+SECOND_SENTENCE = "A delta is the fan of land a river builds."
+
+
 async def test_a_sentence_stuck_behind_other_lessons_at_low_priority_moves_up_before_the_audio_runs_out(
     voice_models: SharedModels,
 ) -> None:
     # A sentence made while earlier audio still plays waits on the low-priority thread. If other lessons'
     # work holds that thread until the earlier audio is nearly over, the sentence goes to the normal pool
     # rather than leave the learner in silence.
-    urgent, later = _RecordingPool(), _RecordingPool()
-    tts = _piper_service(voice_models, urgent, later)
-    busy = threading.Event()
-    try:
-        async for frame in tts.run_tts("Rivers flow downhill because of gravity, so they end up in the sea.", "c"):
-            assert isinstance(frame, TTSAudioRawFrame), frame
-        later.submit(busy.wait)  # another lesson's long job holds the low-priority thread
-        before = len(urgent.ran)
-
-        async def second_sentence() -> float:
-            heard = 0.0
-            async for frame in tts.run_tts("A delta is the fan of land a river builds.", "c"):
-                assert isinstance(frame, TTSAudioRawFrame), frame
-                heard += len(frame.audio) / 48000
-            return heard
-
+    async with _busy_low_priority(voice_models) as tutor:
+        before = len(tutor.urgent.ran)
         # Left on the busy thread, the sentence would never come: fail rather than hang.
-        assert await asyncio.wait_for(second_sentence(), 30) > 1.0, "the second sentence was not spoken"
-        assert "phonemize" in urgent.ran[before:] and "synthesize_sentence" in urgent.ran[before:]
-        assert later.ran[-1] == "wait", "nothing of the second sentence ran on the busy low-priority thread"
-    finally:
-        busy.set()
-        urgent.shutdown()
-        later.shutdown()
+        assert await asyncio.wait_for(tutor.say(SECOND_SENTENCE), 30) > 1.0, "the second sentence was not spoken"
+        assert "phonemize" in tutor.urgent.ran[before:] and "synthesize_sentence" in tutor.urgent.ran[before:]
+        assert tutor.later.ran[-1] == "wait", "nothing of the second sentence ran on the busy low-priority thread"
 
 
 async def test_a_sentence_waiting_at_low_priority_is_withdrawn_when_the_learner_interrupts(
@@ -403,29 +423,14 @@ async def test_a_sentence_waiting_at_low_priority_is_withdrawn_when_the_learner_
 ) -> None:
     # Barge-in cancels the tutor's reply; a sentence still queued behind other lessons' work must not be
     # synthesized afterwards for nobody, on the machine's busiest moments.
-    urgent, later = _RecordingPool(), _RecordingPool()
-    tts = _piper_service(voice_models, urgent, later)
-    busy = threading.Event()
-    try:
-        async for frame in tts.run_tts("Rivers flow downhill because of gravity, so they end up in the sea.", "c"):
-            assert isinstance(frame, TTSAudioRawFrame), frame
-        later.submit(busy.wait)  # another lesson's long job holds the low-priority thread
-        urgent_before = len(urgent.ran)
-
-        async def second_sentence() -> None:
-            async for _frame in tts.run_tts("A delta is the fan of land a river builds.", "c"):
-                pass
-
-        reply = asyncio.create_task(second_sentence())
+    async with _busy_low_priority(voice_models) as tutor:
+        before = len(tutor.urgent.ran)
+        reply = asyncio.create_task(tutor.say(SECOND_SENTENCE))
         await asyncio.sleep(0.3)  # queued at low priority, with seconds of earlier audio still to play
         reply.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reply
-        busy.set()
-        later.shutdown(wait=True)
-        assert later.ran[-1] == "wait", "the interrupted sentence was synthesized anyway"
-        assert len(urgent.ran) == urgent_before, "the interrupted sentence moved to the normal pool"
-    finally:
-        busy.set()
-        urgent.shutdown()
-        later.shutdown()
+        tutor.busy.set()
+        tutor.later.shutdown(wait=True)
+        assert tutor.later.ran[-1] == "wait", "the interrupted sentence was synthesized anyway"
+        assert len(tutor.urgent.ran) == before, "the interrupted sentence moved to the normal pool"
