@@ -211,6 +211,9 @@ class WhisperBatcher:
         return [r for r in batch if r.future.set_running_or_notify_cancel()]
 
     def _work(self) -> None:
+        from server.pipeline.models import name_os_thread
+
+        name_os_thread()
         while (batch := self._next_batch()) is not None:
             if not batch:
                 continue
