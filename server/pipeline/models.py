@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.pipeline.cpu import CpuGate, GatedSession
 from server.pipeline.phrases import PhraseCache
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ class SharedModels:
     whisper: WhisperModel | None
     whisper_dir: Path | None
     silero: onnxruntime.InferenceSession
+    # Takes a slot of cpu_gate for each run.
     smart_turn: onnxruntime.InferenceSession
     voices: dict[str, LoadedVoice]
     # Every lesson's transcriptions, batched on settings.stt.workers threads (None with a hosted STT).
@@ -139,6 +141,9 @@ class SharedModels:
     tts_background_executor: ThreadPoolExecutor
     turn_executor: ThreadPoolExecutor
     vad_executor: ThreadPoolExecutor
+    # Whisper, smart-turn and piper calls: one per core at a time, urgent ones first (cpu.py). Silero's
+    # millisecond calls stay outside it.
+    cpu_gate: CpuGate = field(default_factory=lambda: CpuGate(os.cpu_count() or 1))
     # espeak-ng keeps global state in the C library: phonemizing from two threads at once corrupts it.
     phonemizer_lock: threading.Lock = field(default_factory=threading.Lock)
     # The lessons' greetings, goodbyes and apologies, synthesized once (tts.py).
@@ -278,14 +283,15 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
             slots[slot] = (entry.voice if entry.voice in voices else BUNDLED_VOICE, entry.length_scale)
 
     workers = max(1, cpu_count)
+    gate = CpuGate(cpu_count)
     return SharedModels(
         whisper=whisper,
         whisper_dir=whisper_dir,
         silero=silero,
-        smart_turn=smart_turn,
+        smart_turn=GatedSession(smart_turn, gate),
         voices=voices,
         slots=slots,
-        stt_batcher=None if whisper is None else WhisperBatcher(whisper, workers=settings.stt.workers),
+        stt_batcher=None if whisper is None else WhisperBatcher(whisper, workers=settings.stt.workers, gate=gate),
         tts_executor=ThreadPoolExecutor(
             settings.tts.workers, thread_name_prefix="voice-tts", initializer=name_os_thread
         ),
@@ -296,4 +302,5 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
         ),
         turn_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-turn", initializer=name_os_thread),
         vad_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-vad", initializer=name_os_thread),
+        cpu_gate=gate,
     )

@@ -92,6 +92,7 @@ def make_tts(
             phonemizer_lock=models.phonemizer_lock,
             phrase_cache=models.phrase_cache,
             fixed_phrases=fixed_phrases,
+            cpu_gate=models.cpu_gate,
         )
     if tts.provider == "openai":
         # With a hosted provider the voices table names the provider's voices (e.g. "alloy"), not piper models.

@@ -18,6 +18,8 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
+from server.pipeline.cpu import CpuGate
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
@@ -160,8 +162,12 @@ class WhisperBatcher:
     wait for one batch rather than a queue of single calls.
     """
 
-    def __init__(self, model: WhisperModel, workers: int = 1, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, model: WhisperModel, workers: int = 1, max_batch: int = MAX_BATCH, gate: CpuGate | None = None
+    ) -> None:
         self.model = model
+        # Each model call takes a slot of the process's gate (cpu.py): a transcription is always urgent.
+        self._gate = gate or CpuGate(workers)
         self._max_batch = max_batch
         self._pending: list[_Request] = []
         self._wake = threading.Condition()
@@ -197,12 +203,18 @@ class WhisperBatcher:
         for request in pending:
             request.future.cancel()
 
-    def _next_batch(self) -> list[_Request] | None:
+    def _wait_for_work(self) -> bool:
+        """Block until an utterance is waiting (True) or the batcher is closed (False)."""
         with self._wake:
             while not self._pending and not self._closed:
                 self._wake.wait()
-            if self._closed:
-                return None
+            return not self._closed
+
+    def _next_batch(self) -> list[_Request]:
+        """Take what one model call can carry (nothing if another thread took it first)."""
+        with self._wake:
+            if self._closed or not self._pending:
+                return []
             key = self._pending[0].key
             batch = [r for r in self._pending if r.key == key][: 1 if key[1] is None else self._max_batch]
             taken = {id(r) for r in batch}
@@ -210,28 +222,33 @@ class WhisperBatcher:
         # A request whose lesson gave up on it (cancelled) is not transcribed.
         return [r for r in batch if r.future.set_running_or_notify_cancel()]
 
+    def _transcribe(self, batch: list[_Request]) -> list[str]:
+        if batch[0].key[1] is None:
+            return [_transcribe_long(self.model, batch[0].audio, batch[0].options)]
+        return transcribe_batch(self.model, [r.audio for r in batch], batch[0].options)
+
     def _work(self) -> None:
         from server.pipeline.models import name_os_thread
 
         name_os_thread()
-        while (batch := self._next_batch()) is not None:
+        while self._wait_for_work():
+            # The batch is taken once a core is free: what arrived while waiting for it rides along.
+            with self._gate.slot():
+                batch = self._next_batch()
+                running = time.perf_counter()
+                try:
+                    texts = self._transcribe(batch) if batch else []
+                except Exception as exc:
+                    for request in batch:
+                        request.future.set_exception(exc)
+                    continue
             if not batch:
                 continue
-            started = time.perf_counter()
-            try:
-                if batch[0].key[1] is None:
-                    texts = [_transcribe_long(self.model, batch[0].audio, batch[0].options)]
-                else:
-                    texts = transcribe_batch(self.model, [r.audio for r in batch], batch[0].options)
-            except Exception as exc:
-                for request in batch:
-                    request.future.set_exception(exc)
-                continue
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - running
             with self._wake:
                 self.calls += 1
                 self.utterances += len(batch)
-            waited = started - min(r.queued_at for r in batch)
+            waited = running - min(r.queued_at for r in batch)
             log.debug(
                 "voice: transcribed %d utterance(s) in one call in %.3f s, after waiting up to %.3f s",
                 len(batch),

@@ -18,6 +18,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
+from server.pipeline.cpu import CpuGate
 from server.pipeline.models import LoadedVoice
 from server.pipeline.phrases import PhraseCache
 
@@ -122,6 +123,7 @@ class SharedPiperTTSService(TTSService):
         background_executor: Executor | None = None,
         phrase_cache: PhraseCache | None = None,
         fixed_phrases: Collection[str] = (),
+        cpu_gate: CpuGate | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(
@@ -135,6 +137,7 @@ class SharedPiperTTSService(TTSService):
         self._executor = executor
         self._background = background_executor or executor
         self._lock = phonemizer_lock
+        self._gate = cpu_gate
         self._phrase_cache = phrase_cache
         self._fixed_phrases = frozenset(p.strip() for p in fixed_phrases)
         # Monotonic time at which the audio synthesized so far will have finished playing.
@@ -148,16 +151,31 @@ class SharedPiperTTSService(TTSService):
         """Whether the learner is waiting for this audio: less than URGENT_SLACK_SECS of earlier audio to play."""
         return self._playing_until - time.monotonic() <= URGENT_SLACK_SECS
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    def _gated(self, fn: Callable[..., T], urgent_at: float) -> Callable[..., T]:
+        """`fn` holding a slot of the CPU gate, urgent from `urgent_at` (model calls only; cpu.py)."""
+        gate = self._gate
+        if gate is None:
+            return fn
+
+        def call(*args: Any) -> T:
+            with gate.slot(urgent_at):
+                return fn(*args)
+
+        return call
+
+    async def _run(self, fn: Callable[..., T], *args: Any, model_call: bool = False) -> T:
         """Run `fn` on the normal pool when someone is waiting for its audio, else on the lower-priority one.
 
         A job queued at low priority behind other lessons' clauses is moved to the normal pool if it has not
         started by the time it becomes urgent (less than URGENT_SLACK_SECS of earlier audio left to play).
+        A `model_call` also waits for a core at the CPU gate, behind urgent calls until that time.
         """
         loop = asyncio.get_running_loop()
         if self._urgent() or self._background is self._executor:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        queued = self._background.submit(fn, *args)
+            run = self._gated(fn, 0.0) if model_call else fn
+            return await loop.run_in_executor(self._executor, run, *args)
+        urgent_at = self._playing_until - URGENT_SLACK_SECS
+        queued = self._background.submit(self._gated(fn, urgent_at) if model_call else fn, *args)
         waiting = asyncio.wrap_future(queued)
         slack = self._playing_until - URGENT_SLACK_SECS - time.monotonic()
         try:
@@ -166,7 +184,7 @@ class SharedPiperTTSService(TTSService):
             queued.cancel()  # the learner interrupted: a job still queued is not worth the CPU
             raise
         if not done and queued.cancel():
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await loop.run_in_executor(self._executor, self._gated(fn, 0.0) if model_call else fn, *args)
         return await waiting
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -211,7 +229,9 @@ class SharedPiperTTSService(TTSService):
             for phonemes in sentences:
                 if not phonemes:
                     continue
-                pcm = await self._run(synthesize_sentence, self._voice, phonemes, self._length_scale, self.sample_rate)
+                pcm = await self._run(
+                    synthesize_sentence, self._voice, phonemes, self._length_scale, self.sample_rate, model_call=True
+                )
                 now = time.monotonic()
                 # Asked for while the reply's earlier audio still played, yet ready only well after it ended.
                 late = now - self._playing_until
