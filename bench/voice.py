@@ -800,11 +800,15 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
     ]
     answers = [s.answer_secs for s in result.setups]
     greetings = [s.greeting_secs for s in result.setups if s.greeting_secs is not None]
-    largest_ok = None
+    largest_ok = largest_ok_strict = None
     for row in result.concurrency:
-        # Fast first words do not count if the rest of the answer then stalls.
-        if row.p95 is not None and row.p95 <= V2V_TARGET_SECS and not row.stalls:
-            largest_ok = row.k
+        if row.p95 is None or row.p95 > V2V_TARGET_SECS or row.failed:
+            break
+        largest_ok = row.k
+    for row in result.concurrency:
+        # Our stricter bar: fast first words do not count if the rest of the answer then stalls.
+        if row.p95 is not None and row.p95 <= V2V_TARGET_SECS and not row.failed and not row.stalls:
+            largest_ok_strict = row.k
         else:
             break
     return {
@@ -850,6 +854,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
             for row in result.concurrency
         ],
         "largest_k_within_2s": largest_ok,
+        "largest_k_within_2s_no_stall": largest_ok_strict,
         "mb_per_extra_lesson": mb_per_lesson(result),
         "raw_v2v": [round(x, 4) for x in v2v],
     }
@@ -969,9 +974,9 @@ def print_report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> None:
             )
         print(
             f"  stalls: answers whose voice stopped for >= {STALL_SECS} s before finishing\n"
-            f"  largest K with p95 <= {V2V_TARGET_SECS:.0f} s and no stalls: {s['largest_k_within_2s'] or '-'} "
-            "(target >= 8); "
-            f"memory per extra lesson: {_fmt(s['mb_per_extra_lesson'], ' MB', 1)} (target <= 40 MB)",
+            f"  largest K with p95 <= {V2V_TARGET_SECS:.0f} s: {s['largest_k_within_2s'] or '-'} (target >= 8); "
+            f"and with no stalled answer as well: {s['largest_k_within_2s_no_stall'] or '-'}\n"
+            f"  memory per extra lesson: {_fmt(s['mb_per_extra_lesson'], ' MB', 1)} (target <= 40 MB)",
             file=out,
         )
 
