@@ -107,7 +107,7 @@ class VoiceSettings(_Section):
     # Load every model when the server starts (else on the first lesson).
     preload: bool = True
     # Live lessons one server process takes at once; more get a 503 (0 = no limit). "auto" allows
-    # LESSONS_PER_CORE per CPU core the process may use: past that, answers start to stall (benchmarks.md).
+    # LESSONS_PER_CORE per CPU core the process may use, with headroom (docs/deploy.md, "Size").
     max_live_lessons: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     # An upper bound on any lesson in seconds, whatever its companion's duration (0 = none).
     max_lesson_secs: float = Field(default=0, ge=0)
