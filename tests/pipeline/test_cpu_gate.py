@@ -86,32 +86,34 @@ def test_no_more_model_calls_run_at_once_than_the_gate_has_cores() -> None:
     assert running == 0 and gate.waiting == 0
 
 
-def test_a_waiting_learners_call_goes_before_speech_made_ahead_of_need() -> None:
+def _order_once_free(queued: list[tuple[str, float]], release_after: float = 0.0) -> list[str]:
+    """Calls (name, urgent_at) queued in this order behind a full one-slot gate: the order they get the slot in
+    once it frees, at `release_after` (time.monotonic()) or at once."""
     gate = CpuGate(1)
     release = _hold_every_slot(gate)
     calls = _Calls(gate)
-    far_ahead = time.monotonic() + 60
-    calls.start("later sentence", urgent_at=far_ahead)
-    calls.start("another later sentence", urgent_at=far_ahead)
-    calls.start("transcription")
+    for name, urgent_at in queued:
+        calls.start(name, urgent_at=urgent_at)
+    _wait_until(lambda: time.monotonic() > release_after, "the time to free the slot")
     release.set()
     calls.join()
-    assert calls.order == ["transcription", "later sentence", "another later sentence"]
+    return calls.order
+
+
+def test_a_waiting_learners_call_goes_before_speech_made_ahead_of_need() -> None:
+    far_ahead = time.monotonic() + 60
+    order = _order_once_free(
+        [("later sentence", far_ahead), ("another later sentence", far_ahead), ("transcription", 0.0)]
+    )
+    assert order == ["transcription", "later sentence", "another later sentence"]
 
 
 def test_speech_made_ahead_of_need_stops_giving_way_once_its_audio_is_due() -> None:
     # A sentence queued ahead of need must not wait behind new urgent calls for ever: from its urgent_at it
     # takes its place in arrival order, ahead of calls that came after it.
-    gate = CpuGate(1)
-    release = _hold_every_slot(gate)
-    calls = _Calls(gate)
     due = time.monotonic() + 0.05
-    calls.start("later sentence", urgent_at=due)
-    calls.start("transcription")
-    _wait_until(lambda: time.monotonic() > due, "the sentence's audio to be due")
-    release.set()
-    calls.join()
-    assert calls.order == ["later sentence", "transcription"]
+    order = _order_once_free([("later sentence", due), ("transcription", 0.0)], release_after=due)
+    assert order == ["later sentence", "transcription"]
 
 
 def test_a_failing_call_gives_its_slot_back() -> None:
