@@ -800,17 +800,13 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
     ]
     answers = [s.answer_secs for s in result.setups]
     greetings = [s.greeting_secs for s in result.setups if s.greeting_secs is not None]
-    largest_ok = largest_ok_strict = None
-    for row in result.concurrency:
-        if row.p95 is None or row.p95 > V2V_TARGET_SECS or row.failed:
-            break
-        largest_ok = row.k
-    for row in result.concurrency:
-        # Our stricter bar: fast first words do not count if the rest of the answer then stalls.
-        if row.p95 is not None and row.p95 <= V2V_TARGET_SECS and not row.failed and not row.stalls:
-            largest_ok_strict = row.k
-        else:
-            break
+
+    def within_target(row: ConcurrencyRow) -> bool:
+        return row.p95 is not None and row.p95 <= V2V_TARGET_SECS and not row.failed
+
+    largest_ok = largest_passing(result.concurrency, within_target)
+    # Our stricter bar: fast first words do not count if the rest of the answer then stalls.
+    largest_ok_strict = largest_passing(result.concurrency, lambda row: within_target(row) and not row.stalls)
     return {
         "name": result.name,
         "error": result.error,
@@ -858,6 +854,16 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "mb_per_extra_lesson": mb_per_lesson(result),
         "raw_v2v": [round(x, 4) for x in v2v],
     }
+
+
+def largest_passing(rows: list[ConcurrencyRow], passes: Callable[[ConcurrencyRow], bool]) -> int | None:
+    """The largest K of the rows (in rising K) before the first that does not pass."""
+    largest = None
+    for row in rows:
+        if not passes(row):
+            break
+        largest = row.k
+    return largest
 
 
 def longest_gap(turns: list[Turn]) -> float | None:

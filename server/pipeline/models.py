@@ -143,7 +143,7 @@ class SharedModels:
     vad_executor: ThreadPoolExecutor
     # Whisper, smart-turn and piper calls: one per core at a time, urgent ones first (cpu.py). Silero's
     # millisecond calls stay outside it.
-    cpu_gate: CpuGate = field(default_factory=lambda: CpuGate(os.cpu_count() or 1))
+    cpu_gate: CpuGate
     # espeak-ng keeps global state in the C library: phonemizing from two threads at once corrupts it.
     phonemizer_lock: threading.Lock = field(default_factory=threading.Lock)
     # The lessons' greetings, goodbyes and apologies, synthesized once (tts.py).
@@ -295,8 +295,8 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
         tts_executor=ThreadPoolExecutor(
             settings.tts.workers, thread_name_prefix="voice-tts", initializer=name_os_thread
         ),
-        # One thread: on few cores more would add no speed, and each concurrent piper run holds its own
-        # working memory (tens of MB) for as long as the process lives.
+        # One thread: on few cores more would add no speed, and each piper run at once needs its own working
+        # memory (tens to hundreds of MB while it runs).
         tts_background_executor=ThreadPoolExecutor(
             1, thread_name_prefix="voice-tts-later", initializer=_lower_thread_priority
         ),

@@ -171,20 +171,19 @@ class SharedPiperTTSService(TTSService):
         A `model_call` also waits for a core at the CPU gate, behind urgent calls until that time.
         """
         loop = asyncio.get_running_loop()
+        now_urgent = self._gated(fn, 0.0) if model_call else fn
         if self._urgent() or self._background is self._executor:
-            run = self._gated(fn, 0.0) if model_call else fn
-            return await loop.run_in_executor(self._executor, run, *args)
+            return await loop.run_in_executor(self._executor, now_urgent, *args)
         urgent_at = self._playing_until - URGENT_SLACK_SECS
         queued = self._background.submit(self._gated(fn, urgent_at) if model_call else fn, *args)
         waiting = asyncio.wrap_future(queued)
-        slack = self._playing_until - URGENT_SLACK_SECS - time.monotonic()
         try:
-            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, slack))
+            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, urgent_at - time.monotonic()))
         except asyncio.CancelledError:
             queued.cancel()  # the learner interrupted: a job still queued is not worth the CPU
             raise
         if not done and queued.cancel():
-            return await loop.run_in_executor(self._executor, self._gated(fn, 0.0) if model_call else fn, *args)
+            return await loop.run_in_executor(self._executor, now_urgent, *args)
         return await waiting
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:

@@ -127,5 +127,11 @@ def test_a_failing_call_gives_its_slot_back() -> None:
     for _ in range(3):
         with pytest.raises(RuntimeError):
             session.run(None, {})
-    with gate.slot():
-        assert gate.waiting == 0
+    got_in = threading.Event()
+
+    def call() -> None:
+        with gate.slot():
+            got_in.set()
+
+    threading.Thread(target=call, daemon=True).start()
+    assert got_in.wait(10), "the failed calls kept the gate's only slot"
