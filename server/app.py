@@ -16,6 +16,7 @@ from quart_schema.validation import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter, Map
 
+from server import instances
 from server.errors import AppError, BadRequest
 from server.settings import Settings
 from server.state import STATE_KEY, AppState
@@ -187,6 +188,9 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     async def _startup() -> None:
         if db.is_sqlite or settings.database.auto_migrate:
             await db.upgrade()
+        # Registers this process and ends lessons that a dead one left open.
+        keeper = state.extras[instances.EXTRAS_KEY] = instances.InstanceKeeper(db, settings.server.heartbeat_secs)
+        await keeper.start()
         if state.voice is not None and getattr(settings.voice, "preload", True):
             await state.voice.start()
 
@@ -194,6 +198,10 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     async def _shutdown() -> None:
         if state.voice is not None:
             await state.voice.close()
+        # After the voice service ended its live lessons: ends the ones it never ran (no offer came).
+        keeper = state.extras.pop(instances.EXTRAS_KEY, None)
+        if keeper is not None:
+            await keeper.stop()
         await db.close()
 
     return app

@@ -1,8 +1,12 @@
-"""Companions, the AI tutors learners build and browse: creation within plan limits, the library, edits."""
+"""Companions, the AI tutors learners build and browse: creation within plan limits, the library, edits.
+
+Deleting a companion that has lessons (anyone's) archives it: it leaves the library and takes no new lessons,
+while every lesson keeps it. Only a companion no one has used is erased.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,6 +80,8 @@ class CompanionOut(BaseModel):
     lessons_count: int
     created_at: datetime
     updated_at: datetime
+    # True when its author deleted it after lessons were held: only those lessons still show it.
+    archived: bool = False
 
 
 class CompanionPage(BaseModel):
@@ -105,6 +111,7 @@ def to_out(row: store.CompanionRow, viewer_id: int) -> CompanionOut:
         lessons_count=row.lessons_count,
         created_at=as_utc(c.created_at),
         updated_at=as_utc(c.updated_at),
+        archived=c.archived_at is not None,
     )
 
 
@@ -154,8 +161,9 @@ async def get(db: Database, user: CurrentUser, companion_id: int) -> CompanionOu
 
 
 async def _own(session: AsyncSession, user: CurrentUser, companion_id: int) -> Companion:
-    companion = await session.get(Companion, companion_id)
-    if companion is None:
+    """The author's companion, locked; an archived one has left the library and is not found."""
+    companion = await store.lock(session, companion_id)
+    if companion is None or companion.archived_at is not None:
         raise NotFound("companion_not_found", "No companion with that id.")
     if companion.author_id != user.id:
         raise Forbidden("not_author", "Only the companion's author can change it.")
@@ -176,9 +184,13 @@ async def update(db: Database, user: CurrentUser, companion_id: int, patch: Comp
 
 
 async def delete(db: Database, user: CurrentUser, companion_id: int) -> None:
+    """Erase the companion if no one ever had a lesson with it, else archive it so those lessons keep it."""
     async with db.write() as session:
         companion = await _own(session, user, companion_id)
-        await session.delete(companion)
+        if await store.has_lessons(session, companion_id):
+            await store.archive(session, companion, datetime.now(UTC))
+        else:
+            await store.erase(session, companion)
 
 
 async def bookmarked(db: Database, user: CurrentUser, limit: int) -> CompanionList:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel
-from sqlalchemy import update
+from pydantic import BaseModel, Field
 
 from server import plans
 from server.accounts import CurrentUser
@@ -18,7 +17,7 @@ from server.store import companions as companion_store
 from server.store import lessons as store
 from server.store import users as user_store
 from server.store.db import Database
-from server.store.models import Companion, Lesson, TranscriptEntry
+from server.store.models import Lesson, TranscriptEntry
 from server.timeutil import as_utc
 
 Role = Literal["user", "assistant"]
@@ -31,9 +30,19 @@ class TranscriptOut(BaseModel):
     at: datetime
 
 
+class ErasedCompanionOut(BaseModel):
+    """A lesson's companion after it was erased with its author's account: what the lesson recorded of it."""
+
+    id: None = Field(default=None, description="Always null: the companion no longer exists.")
+    name: str
+    subject: str
+    topic: str
+    archived: bool = True
+
+
 class LessonOut(BaseModel):
     id: int
-    companion: CompanionOut
+    companion: CompanionOut | ErasedCompanionOut
     started_at: datetime
     ended_at: datetime | None
     length_seconds: int | None
@@ -66,7 +75,24 @@ class LiveLesson:
     companion: CompanionView
 
 
-def _lesson_out(lesson: Lesson, companion: CompanionOut, transcript: list[TranscriptEntry] | None = None) -> LessonOut:
+def _lesson_companion(
+    lesson: Lesson, rows: dict[int, companion_store.CompanionRow], viewer_id: int
+) -> CompanionOut | ErasedCompanionOut:
+    """The companion as it is (archived ones included), else as the lesson recorded it."""
+    row = rows.get(lesson.companion_id) if lesson.companion_id is not None else None
+    if row is not None:
+        return to_out(row, viewer_id)
+    return ErasedCompanionOut(
+        # Only lessons bulk-loaded without a snapshot lack one.
+        name=lesson.companion_name or "A deleted companion",
+        subject=lesson.companion_subject or "",
+        topic=lesson.companion_topic or "",
+    )
+
+
+def _lesson_out(
+    lesson: Lesson, companion: CompanionOut | ErasedCompanionOut, transcript: list[TranscriptEntry] | None = None
+) -> LessonOut:
     return LessonOut(
         id=lesson.id,
         companion=companion,
@@ -80,14 +106,23 @@ def _lesson_out(lesson: Lesson, companion: CompanionOut, transcript: list[Transc
     )
 
 
-async def start(db: Database, settings: Settings, user: CurrentUser, companion_id: int) -> LessonOut:
-    """Record a new lesson unless the plan's lesson limit is reached; the check and insert are one transaction."""
+async def start(
+    db: Database, settings: Settings, user: CurrentUser, companion_id: int, *, holder: str | None = None
+) -> LessonOut:
+    """Record a new lesson unless the plan's lesson limit is reached; the check and insert are one transaction.
+
+    `holder` is the server instance that will run a local lesson's pipeline (hosted lessons have none), so the
+    lesson can be ended if that process dies.
+    """
     async with db.write() as session:
         learner = await user_store.lock(session, user.id)
         if learner is None:
             raise NotFound("user_not_found", "Your account no longer exists.")
-        if await session.get(Companion, companion_id) is None:
+        companion = await companion_store.lock(session, companion_id, shared=True)
+        if companion is None:
             raise NotFound("companion_not_found", "No companion with that id.")
+        if companion.archived_at is not None:
+            raise Conflict("companion_archived", "This companion has left the library; its lessons are kept.")
         _, limit = plans.limits_for(settings, learner.plan)
         if limit is not None:
             used = await store.count_for_learner(session, user.id, plans.lesson_period_start(settings))
@@ -97,7 +132,15 @@ async def start(db: Database, settings: Settings, user: CurrentUser, companion_i
                     "lesson_limit_reached",
                     f"Your {learner.plan} plan allows {limit} lessons{period}. Upgrade your plan for more.",
                 )
-        lesson = Lesson(companion_id=companion_id, learner_id=user.id, started_at=datetime.now(UTC))
+        lesson = Lesson(
+            companion_id=companion_id,
+            companion_name=companion.name,
+            companion_subject=companion.subject,
+            companion_topic=companion.topic,
+            learner_id=user.id,
+            started_at=datetime.now(UTC),
+            holder=holder if settings.voice.backend == "local" else None,
+        )
         session.add(lesson)
         await session.flush()
         row = await companion_store.one_row(session, user.id, companion_id)
@@ -106,9 +149,10 @@ async def start(db: Database, settings: Settings, user: CurrentUser, companion_i
 
 
 async def _with_companions(db: Database, user: CurrentUser, lessons: list[Lesson]) -> list[LessonOut]:
+    ids = list({x.companion_id for x in lessons if x.companion_id is not None})
     async with db.read() as session:
-        rows = await companion_store.rows_by_ids(session, user.id, list({x.companion_id for x in lessons}))
-    return [_lesson_out(x, to_out(rows[x.companion_id], user.id)) for x in lessons if x.companion_id in rows]
+        rows = await companion_store.rows_by_ids(session, user.id, ids, archived=True)
+    return [_lesson_out(x, _lesson_companion(x, rows, user.id)) for x in lessons]
 
 
 async def mine(db: Database, user: CurrentUser, limit: int) -> LessonList:
@@ -128,30 +172,42 @@ async def recent_companions(db: Database, user: CurrentUser, limit: int) -> Comp
 async def get(db: Database, user: CurrentUser, lesson_id: int) -> LessonOut:
     """A lesson with its transcript; other learners' lessons are reported as absent."""
     async with db.read() as session:
-        lesson = await session.get(Lesson, lesson_id)
+        lesson = await store.get(session, lesson_id)
         if lesson is None or lesson.learner_id != user.id:
             raise NotFound("lesson_not_found", "No lesson with that id.")
-        row = await companion_store.one_row(session, user.id, lesson.companion_id)
+        ids = [] if lesson.companion_id is None else [lesson.companion_id]
+        rows = await companion_store.rows_by_ids(session, user.id, ids, archived=True)
         transcript = await store.transcript(session, lesson_id)
-    assert row is not None
-    return _lesson_out(lesson, to_out(row, user.id), transcript)
+    return _lesson_out(lesson, _lesson_companion(lesson, rows, user.id), transcript)
 
 
 async def _live_lesson(db: Database, lesson_id: int, learner_id: int | None) -> LiveLesson:
     async with db.read() as session:
-        lesson = await session.get(Lesson, lesson_id)
+        lesson = await store.get(session, lesson_id)
         if lesson is None or (learner_id is not None and lesson.learner_id != learner_id):
             raise NotFound("lesson_not_found", "No lesson with that id.")
         if lesson.ended_at is not None:
             raise Conflict("lesson_ended", "This lesson has ended; start a new one.")
-        c = await session.get(Companion, lesson.companion_id)
-    assert c is not None
+        # An archived companion still teaches the lessons already started with it.
+        c = None if lesson.companion_id is None else await companion_store.get(session, lesson.companion_id)
+    if c is None:
+        raise Conflict("companion_deleted", "This lesson's companion was deleted; start a lesson with another one.")
     view = CompanionView(c.id, c.name, c.subject, c.topic, c.voice, c.style, c.duration)
     return LiveLesson(lesson.id, lesson.learner_id, as_utc(lesson.started_at), view)
 
 
-async def get_live_lesson(db: Database, lesson_id: int, learner_id: int) -> LiveLesson:
-    return await _live_lesson(db, lesson_id, learner_id)
+async def get_live_lesson(db: Database, lesson_id: int, learner_id: int, *, holder: str | None = None) -> LiveLesson:
+    """The learner's open lesson.
+
+    With `holder`, the server instance about to run its pipeline (its offer goes to the process a load balancer
+    picks by lesson id, not necessarily the one that created the lesson), the lesson is held by that instance
+    from now on.
+    """
+    live = await _live_lesson(db, lesson_id, learner_id)
+    if holder is not None:
+        async with db.write() as session:
+            await store.hold(session, lesson_id, holder)
+    return live
 
 
 async def get_call_lesson(db: Database, lesson_id: int) -> LiveLesson:
@@ -176,8 +232,4 @@ async def end_lesson(db: Database, lesson_id: int, reason: str, *, ended_at: dat
         if lesson is None or lesson.ended_at is not None:
             return
         length = max(0, round((ended_at - as_utc(lesson.started_at)).total_seconds()))
-        await session.execute(
-            update(Lesson)
-            .where(Lesson.id == lesson_id, Lesson.ended_at.is_(None))
-            .values(ended_at=ended_at, length_seconds=length, end_reason=reason)
-        )
+        await store.mark_ended(session, lesson_id, ended_at, length, reason)

@@ -65,6 +65,7 @@ async def export_learner(db: Database, email: str) -> dict[str, Any]:
                 {
                     "id": x.id,
                     "companion_id": x.companion_id,
+                    "companion": {"name": x.companion_name, "subject": x.companion_subject, "topic": x.companion_topic},
                     "started_at": _iso(x.started_at),
                     "ended_at": _iso(x.ended_at),
                     "length_seconds": x.length_seconds,
@@ -78,7 +79,11 @@ async def export_learner(db: Database, email: str) -> dict[str, Any]:
 
 
 async def delete_learner(db: Database, email: str) -> None:
-    """Delete the account; its companions, lessons, transcripts and bookmarks go with it (ON DELETE CASCADE)."""
+    """Delete the account; its companions, lessons, transcripts and bookmarks go with it (ON DELETE CASCADE).
+
+    Other learners' lessons with its companions stay: their `companion_id` becomes NULL (ON DELETE SET NULL) and
+    each keeps the companion's name, subject and topic, which were never the deleted learner's data.
+    """
     async with db.write() as session:
         user = await user_store.by_email(session, normalize_email(email))
         if user is None:

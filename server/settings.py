@@ -47,6 +47,9 @@ class ServerSettings(_Section):
     # Secure cookies need HTTPS; keep false for plain-HTTP loopback use.
     secure_cookies: bool = False
     log_level: str = "INFO"
+    # How often a process records that it is alive. Lessons held by a process silent for three beats are
+    # ended with `server-restart` by another process (or this one after a restart).
+    heartbeat_secs: float = Field(default=10, gt=0, le=3600)
 
 
 class DatabaseSettings(_Section):

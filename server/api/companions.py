@@ -9,6 +9,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 from server import bookmarks, companions, lessons
 from server.api.auth import current_user, login_required
 from server.companions import CompanionIn, CompanionOut, CompanionPage, CompanionPatch, Sort, Subject
+from server.instances import InstanceKeeper
 from server.lessons import LessonOut
 from server.state import get_state
 
@@ -67,6 +68,7 @@ async def update_companion(companion_id: int, data: CompanionPatch) -> Companion
 @bp.delete("/<int:companion_id>")
 @login_required
 async def delete_companion(companion_id: int) -> tuple[str, int]:
+    """Take the companion out of the library: archived if anyone had a lesson with it, else erased."""
     await companions.delete(get_state().db, current_user(), companion_id)
     return "", 204
 
@@ -89,5 +91,7 @@ async def remove_bookmark(companion_id: int) -> tuple[str, int]:
 @login_required
 @validate_response(LessonOut, 201)
 async def start_lesson(companion_id: int) -> tuple[LessonOut, int]:
+    """Record a lesson within the plan (403 when full, 409 `companion_archived` for an archived companion)."""
     state = get_state()
-    return await lessons.start(state.db, state.settings, current_user(), companion_id), 201
+    holder = InstanceKeeper.holder_id(state.extras)
+    return await lessons.start(state.db, state.settings, current_user(), companion_id, holder=holder), 201

@@ -11,6 +11,7 @@ from quart_schema import validate_request, validate_response
 from server import lessons
 from server.api.auth import current_user, login_required
 from server.errors import ServiceUnavailable
+from server.instances import InstanceKeeper
 from server.lessons import LessonOut
 from server.state import get_state
 
@@ -64,7 +65,9 @@ def _voice_service() -> VoiceService:
 async def offer(lesson_id: int, data: OfferIn) -> AnswerOut:
     """Answer the learner's offer and start the lesson's pipeline; only the lesson's learner may connect."""
     state = get_state()
-    live = await lessons.get_live_lesson(state.db, lesson_id, current_user().id)
+    # The process that answers the offer runs the pipeline, so it holds the lesson from now on.
+    holder = InstanceKeeper.holder_id(state.extras)
+    live = await lessons.get_live_lesson(state.db, lesson_id, current_user().id, holder=holder)
     answer = await _voice_service().offer(live, data.sdp, data.type, data.pc_id)
     return AnswerOut(sdp=answer["sdp"], type="answer", pc_id=answer["pc_id"])
 

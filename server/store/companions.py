@@ -1,12 +1,17 @@
-"""Queries on companions: the filtered, paginated library and the author's own list."""
+"""Queries on companions: the filtered, paginated library, the author's own list, archiving and erasing.
+
+The library and every list drawn from it show only companions in the library (not archived); a lesson's own
+view of its companion asks for archived ones too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, or_, select
+from sqlalchemy import Select, and_, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import Bookmark, Companion, Lesson, User
@@ -32,7 +37,12 @@ def escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+IN_LIBRARY = Companion.archived_at.is_(None)
+
+
 def _where(query: Select[Any], filters: CompanionFilter) -> Select[Any]:
+    # The same term as the partial indexes' WHERE, so the planners can use them.
+    query = query.where(IN_LIBRARY)
     if filters.subject:
         query = query.where(Companion.subject == filters.subject)
     if filters.author_id is not None:
@@ -95,21 +105,29 @@ async def page(
     return _rows(result), int(total or 0)
 
 
-async def rows_by_ids(session: AsyncSession, viewer_id: int, ids: Sequence[int]) -> dict[int, CompanionRow]:
+async def rows_by_ids(
+    session: AsyncSession, viewer_id: int, ids: Sequence[int], *, archived: bool = False
+) -> dict[int, CompanionRow]:
+    """The companions with these ids; archived ones only with `archived=True`."""
     if not ids:
         return {}
-    result = (await session.execute(_rows_query(viewer_id).where(Companion.id.in_(ids)))).all()
+    query = _rows_query(viewer_id).where(Companion.id.in_(ids))
+    if not archived:
+        query = query.where(IN_LIBRARY)
+    result = (await session.execute(query)).all()
     return {row.companion.id: row for row in _rows(result)}
 
 
-async def one_row(session: AsyncSession, viewer_id: int, companion_id: int) -> CompanionRow | None:
-    return (await rows_by_ids(session, viewer_id, [companion_id])).get(companion_id)
+async def one_row(
+    session: AsyncSession, viewer_id: int, companion_id: int, *, archived: bool = False
+) -> CompanionRow | None:
+    return (await rows_by_ids(session, viewer_id, [companion_id], archived=archived)).get(companion_id)
 
 
 async def bookmarked_rows(session: AsyncSession, learner_id: int, limit: int) -> list[CompanionRow]:
     query = (
         _rows_query(learner_id)
-        .where(Bookmark.learner_id == learner_id)
+        .where(Bookmark.learner_id == learner_id, IN_LIBRARY)
         .order_by(Bookmark.created_at.desc(), Companion.id.desc())
         .limit(limit)
     )
@@ -117,5 +135,36 @@ async def bookmarked_rows(session: AsyncSession, learner_id: int, limit: int) ->
 
 
 async def count_by_author(session: AsyncSession, author_id: int) -> int:
-    query = select(func.count()).select_from(Companion).where(Companion.author_id == author_id)
+    """The author's companions in the library: what the plan's companion limit counts."""
+    query = select(func.count()).select_from(Companion).where(Companion.author_id == author_id, IN_LIBRARY)
     return int(await session.scalar(query) or 0)
+
+
+async def get(session: AsyncSession, companion_id: int) -> Companion | None:
+    """The companion, archived or not."""
+    return await session.get(Companion, companion_id)
+
+
+async def lock(session: AsyncSession, companion_id: int, *, shared: bool = False) -> Companion | None:
+    """The companion, locked for the rest of the transaction (`shared`: against changes, not other readers).
+
+    Starting a lesson holds the shared lock and deleting the exclusive one, so a delete either sees the new
+    lesson (and archives) or the start sees the companion gone.
+    """
+    query = select(Companion).where(Companion.id == companion_id).with_for_update(read=shared)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def has_lessons(session: AsyncSession, companion_id: int) -> bool:
+    return bool(await session.scalar(select(exists().where(Lesson.companion_id == companion_id))))
+
+
+async def archive(session: AsyncSession, companion: Companion, at: datetime) -> None:
+    companion.archived_at = at
+    await session.flush()
+
+
+async def erase(session: AsyncSession, companion: Companion) -> None:
+    """Delete the row; its bookmarks go with it (ON DELETE CASCADE)."""
+    await session.delete(companion)
+    await session.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -52,6 +52,39 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def migrate(connection: Connection, work: Callable[[Connection], None]) -> None:
+    """Run `work` (Alembic) in one transaction on a connection that has not begun one yet.
+
+    On SQLite, foreign keys are off for the duration: a migration that rebuilds a table drops the old one, and
+    with them enforced that drop cascades deletes onto every table referring to it. The pragma is ignored
+    inside a transaction, so it is set first, and every reference is checked before the commit.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _pragma(connection, "PRAGMA foreign_keys=OFF")
+        # Two processes starting at once must not both read the old revision before either writes.
+        connection.execution_options(sqlite_immediate=True)
+    try:
+        with connection.begin():
+            work(connection)
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"migration left rows referring to missing rows: {broken[:5]}")
+    finally:
+        if sqlite:
+            _pragma(connection, "PRAGMA foreign_keys=ON")
+
+
+def _pragma(connection: Connection, sql: str) -> None:
+    # On the DB-API connection: through SQLAlchemy the statement would first begin a transaction.
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
 
 
 class Database:
@@ -117,10 +150,14 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def upgrade(self) -> None:
-        """Bring the schema to the newest migration."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+    async def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to the newest migration (or to `revision`)."""
+        async with self.engine.connect() as conn:
+            await conn.run_sync(lambda sync: migrate(sync, lambda c: command.upgrade(_alembic_config(c), revision)))
+
+    async def downgrade(self, revision: str) -> None:
+        async with self.engine.connect() as conn:
+            await conn.run_sync(lambda sync: migrate(sync, lambda c: command.downgrade(_alembic_config(c), revision)))
 
     async def schema_status(self) -> tuple[str | None, str | None]:
         """(current revision, newest revision) of the schema."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store.models import Lesson, TranscriptEntry
+from server.store.models import Companion, Lesson, TranscriptEntry
 
 
 async def count_for_learner(session: AsyncSession, learner_id: int, since: datetime | None = None) -> int:
+    """Lessons the learner started (since a moment): the plan's usage, whatever became of their companions."""
     query = select(func.count()).select_from(Lesson).where(Lesson.learner_id == learner_id)
     if since is not None:
         query = query.where(Lesson.started_at >= since)
@@ -25,14 +26,46 @@ async def latest(session: AsyncSession, limit: int, learner_id: int | None = Non
 
 
 async def latest_companion_ids(session: AsyncSession, limit: int) -> list[int]:
-    """Companion ids of the latest lessons of all learners, newest first, each once (reads the started_at index)."""
-    query = select(Lesson.companion_id).order_by(Lesson.started_at.desc(), Lesson.id.desc()).limit(limit * 5)
-    return list(dict.fromkeys((await session.execute(query)).scalars()))[:limit]
+    """Ids of the library companions of the latest lessons of all learners, newest first, each once.
+
+    Reads the started_at index; companions that left the library are skipped.
+    """
+    query = (
+        select(Lesson.companion_id)
+        .join(Companion, Companion.id == Lesson.companion_id)
+        .where(Companion.archived_at.is_(None))
+        .order_by(Lesson.started_at.desc(), Lesson.id.desc())
+        .limit(limit * 5)
+    )
+    ids = [i for i in (await session.execute(query)).scalars() if i is not None]
+    return list(dict.fromkeys(ids))[:limit]
+
+
+async def get(session: AsyncSession, lesson_id: int) -> Lesson | None:
+    return await session.get(Lesson, lesson_id)
 
 
 async def lock(session: AsyncSession, lesson_id: int) -> Lesson | None:
     result = await session.execute(select(Lesson).where(Lesson.id == lesson_id).with_for_update())
     return result.scalar_one_or_none()
+
+
+async def hold(session: AsyncSession, lesson_id: int, holder: str) -> None:
+    """Record which server instance holds an open lesson (a hosted lesson, with no holder, stays without)."""
+    await session.execute(
+        update(Lesson)
+        .where(Lesson.id == lesson_id, Lesson.ended_at.is_(None), Lesson.holder.is_not(None))
+        .values(holder=holder)
+    )
+
+
+async def mark_ended(session: AsyncSession, lesson_id: int, ended_at: datetime, length: int, reason: str) -> None:
+    """Record the end unless one is already recorded."""
+    await session.execute(
+        update(Lesson)
+        .where(Lesson.id == lesson_id, Lesson.ended_at.is_(None))
+        .values(ended_at=ended_at, length_seconds=length, end_reason=reason)
+    )
 
 
 async def transcript(session: AsyncSession, lesson_id: int) -> list[TranscriptEntry]:

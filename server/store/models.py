@@ -1,4 +1,4 @@
-"""The tables: users, companions, lessons with their transcripts, and bookmarks."""
+"""The tables: users, companions, lessons with their transcripts, bookmarks, and the running server instances."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -65,9 +66,10 @@ class Companion(Base):
         CheckConstraint("voice IN ('male', 'female')", name="voice"),
         CheckConstraint("style IN ('formal', 'casual')", name="style"),
         # The library lists newest first, optionally within one subject; topic and name ride in the subject
-        # index so counting a subject's search matches reads the index alone.
-        Index("ix_companions_subject_search", "subject", "created_at", "topic", "name"),
-        Index("ix_companions_created", "created_at"),
+        # index so counting a subject's search matches reads the index alone. The library leaves archived
+        # companions out, so archived_at rides in both (a partial index would not count as covering in SQLite).
+        Index("ix_companions_subject_search", "subject", "created_at", "topic", "name", "archived_at"),
+        Index("ix_companions_created", "created_at", "archived_at"),
         Index("ix_companions_author_created", "author_id", "created_at"),
     )
 
@@ -81,6 +83,8 @@ class Companion(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # Set when its author deletes a companion that has lessons: it leaves the library, its lessons keep it.
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     author: Mapped[User] = relationship(lazy="raise")
 
@@ -95,10 +99,23 @@ class Lesson(Base):
         # leaves SQLite's table in place, where a constraint would rebuild it (and a rebuilt parent table
         # cascades deletes onto transcript_entries).
         Index("ix_lessons_external_call_id", "external_call_id", unique=True),
+        # The sweep after a crash looks for open lessons by holder on every heartbeat; only open ones are indexed.
+        Index(
+            "ix_lessons_open_holder",
+            "holder",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    companion_id: Mapped[int] = mapped_column(ForeignKey("companions.id", ondelete="CASCADE"))
+    # NULL once the companion is erased (its author's account was deleted); the snapshot below still names it.
+    companion_id: Mapped[int | None] = mapped_column(ForeignKey("companions.id", ondelete="SET NULL"))
+    # The companion as it was when the lesson started. Nullable only so that bulk loaders (bench/api.py) that
+    # insert lessons directly keep working; lessons.start() always fills them.
+    companion_name: Mapped[str | None] = mapped_column(String(100))
+    companion_subject: Mapped[str | None] = mapped_column(String(20))
+    companion_topic: Mapped[str | None] = mapped_column(String(200))
     learner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -107,8 +124,11 @@ class Lesson(Base):
     # Hosted mode: the Vapi call id, and when its end-of-call report was stored (after which it is final).
     external_call_id: Mapped[str | None] = mapped_column(String(100))
     call_reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The server instance running a local lesson's pipeline (NULL for hosted lessons): when it dies, another
+    # instance ends the lesson.
+    holder: Mapped[str | None] = mapped_column(String(64))
 
-    companion: Mapped[Companion] = relationship(lazy="raise")
+    companion: Mapped[Companion | None] = relationship(lazy="raise")
 
 
 class TranscriptEntry(Base):
@@ -136,3 +156,15 @@ class Bookmark(Base):
     learner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     companion_id: Mapped[int] = mapped_column(ForeignKey("companions.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ServerInstance(Base):
+    """A running server process; its heartbeat says it still holds its lessons."""
+
+    __tablename__ = "server_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -70,7 +70,8 @@ export async function lessonView(ctx) {
           h("span", {}, ended ? `Length ${formatLength(lesson.length_seconds)}` : "Not finished"),
         ),
       ),
-      companion.id
+      // An archived companion left the library: its page is gone, so there is no lesson to start there.
+      companion.id && !companion.archived
         ? h(
             "div",
             { class: "lesson-head__actions" },

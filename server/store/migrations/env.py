@@ -25,12 +25,12 @@ def _run(connection: Connection) -> None:
 
 def _run_from_settings() -> None:
     from server.settings import load_settings
-    from server.store.db import Database
+    from server.store.db import Database, migrate
 
     async def go() -> None:
         db = Database(load_settings().database_url)
-        async with db.engine.begin() as conn:
-            await conn.run_sync(_run)
+        async with db.engine.connect() as conn:
+            await conn.run_sync(lambda sync: migrate(sync, _run))
         await db.close()
 
     asyncio.run(go())
