@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -12,19 +13,23 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
-from server import plans
-from server.errors import BadRequest, Conflict, NotFound, Unauthorized
+from server import plans, signin_throttle
+from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.settings import Settings
 from server.store import companions as companion_store
 from server.store import lessons as lesson_store
+from server.store import sessions as session_store
 from server.store import users as user_store
 from server.store.db import Database
-from server.store.models import User
+from server.store.models import User, utcnow
 from server.timeutil import as_utc
 
 _hasher = PasswordHasher()
 # A hash to verify against when the email is unknown, so sign-in takes as long either way.
 _DUMMY_HASH = _hasher.hash("not a real password")
+
+DEFAULT_MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,46 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    """zxcvbn's list of the 30,000 most common passwords (lower case), loaded on first use."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def password_problem(password: str, min_length: int = DEFAULT_MIN_PASSWORD_LENGTH) -> str | None:
+    """What is wrong with a new password, in a learner's words, or None.
+
+    The password is taken exactly as typed, spaces included, by sign-up, sign-in and password change alike.
+    """
+    if len(password) < min_length:
+        return f"Use at least {min_length} characters."
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"Use at most {MAX_PASSWORD_LENGTH} characters."
+    if password.lower() in _common_passwords():
+        return "This is one of the most common passwords, so it is easy to guess. Choose another."
+    return None
+
+
+def check_new_password(password: str, min_length: int = DEFAULT_MIN_PASSWORD_LENGTH, field: str = "password") -> None:
+    problem = password_problem(password, min_length)
+    if problem is not None:
+        raise BadRequest("validation_error", f"{field}: {problem}", fields={field: problem})
+
+
 async def register(
-    db: Database, email: str, password: str, name: str, *, plan: str = "free", is_admin: bool = False
+    db: Database,
+    email: str,
+    password: str,
+    name: str,
+    *,
+    plan: str = "free",
+    is_admin: bool = False,
+    min_password_length: int = DEFAULT_MIN_PASSWORD_LENGTH,
 ) -> UserOut:
     email = normalize_email(email)
+    check_new_password(password, min_password_length)
     password_hash = await asyncio.to_thread(_hasher.hash, password)
     try:
         async with db.write() as session:
@@ -105,23 +146,98 @@ async def register(
         raise Conflict("email_taken", "An account with this email already exists.") from exc
 
 
+async def _verify(stored: str | None, password: str) -> bool:
+    try:
+        await asyncio.to_thread(_hasher.verify, stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return stored is not None
+
+
+def _refuse_disabled(user: User) -> None:
+    if user.disabled_at is not None:
+        raise Forbidden("account_disabled", "This account has been turned off. Ask your school to turn it back on.")
+
+
 async def authenticate(db: Database, email: str, password: str) -> CurrentUser:
     async with db.read() as session:
         user = await user_store.by_email(session, normalize_email(email))
-    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
-    try:
-        await asyncio.to_thread(_hasher.verify, stored, password)
-    except (VerificationError, InvalidHashError):
-        user = None
-    if user is None or not user.password_hash:
+    # Verified even for an unknown email (against a dummy hash), so the answer takes as long either way.
+    verified = await _verify(user.password_hash if user is not None else None, password)
+    if user is None or not verified:
         raise Unauthorized("invalid_credentials", "Wrong email or password.")
+    # Only after the password is right, so the answer tells a stranger nothing about the account.
+    _refuse_disabled(user)
     return current(user)
 
 
-async def load_current(db: Database, user_id: int) -> CurrentUser | None:
+async def password_sign_in(db: Database, settings: Settings, email: str, password: str, address: str) -> CurrentUser:
+    """Sign in with email and password, under the throttle on failed attempts (per account and per address)."""
+    email = normalize_email(email)
+    keys = signin_throttle.keys_for(email, address)
+    await signin_throttle.check(db, keys)
+    try:
+        user = await authenticate(db, email, password)
+    except Unauthorized:
+        await signin_throttle.record_failure(db, settings, keys)
+        raise
+    await signin_throttle.clear_account(db, email)
+    return user
+
+
+async def change_password(
+    db: Database,
+    settings: Settings,
+    user: CurrentUser,
+    current_password: str,
+    new_password: str,
+    *,
+    keep_session: str | None,
+    address: str,
+) -> int:
+    """Check the current password, set the new one and end every other session; returns how many ended.
+
+    Wrong current passwords count against the same throttle as sign-in, so a borrowed session cannot be used to
+    guess the password.
+    """
+    check_new_password(new_password, settings.auth.min_password_length, field="new_password")
+    keys = signin_throttle.keys_for(user.email, address)
+    await signin_throttle.check(db, keys)
     async with db.read() as session:
-        user = await user_store.by_id(session, user_id)
-    return current(user) if user is not None else None
+        stored = await user_store.by_id(session, user.id)
+    if stored is None:
+        raise Unauthorized()
+    if not stored.password_hash:
+        raise BadRequest("no_password", "You sign in with your school, so there is no password to change here.")
+    if not await _verify(stored.password_hash, current_password):
+        await signin_throttle.record_failure(db, settings, keys)
+        message = "This is not your current password."
+        raise BadRequest("validation_error", f"current_password: {message}", fields={"current_password": message})
+    new_hash = await asyncio.to_thread(_hasher.hash, new_password)
+    async with db.write() as session:
+        row = await user_store.lock(session, user.id)
+        if row is None:
+            raise Unauthorized()
+        row.password_hash = new_hash
+        ended = await session_store.remove_for_user(session, user.id, keep=keep_session)
+    await signin_throttle.clear_account(db, user.email)
+    return ended
+
+
+async def set_disabled(db: Database, email: str, disabled: bool) -> tuple[UserOut, int]:
+    """Turn an account off (its sessions end in the same transaction) or back on; returns it and sessions ended."""
+    async with db.write() as session:
+        user = await user_store.by_email(session, normalize_email(email))
+        if user is None:
+            raise NotFound("user_not_found", f"no account with email {email}")
+        ended = 0
+        if disabled:
+            user.disabled_at = user.disabled_at or utcnow()
+            ended = await session_store.remove_for_user(session, user.id)
+        else:
+            user.disabled_at = None
+        await session.flush()
+        return _out(user), ended
 
 
 async def sso_sign_in(
@@ -155,6 +271,7 @@ async def sso_sign_in(
                     plan=plan or default_plan,
                 )
                 session.add(user)
+        _refuse_disabled(user)
         if plan is not None:
             user.plan = plan
         await session.flush()

@@ -149,11 +149,13 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     app.url_map.converters["int"] = IdConverter
     app.config.update(
         SECRET_KEY=_secret_key(settings),
-        SESSION_COOKIE_NAME="tutor_session",
+        # Quart's signed-cookie session only carries single sign-on's state and nonce through the provider's
+        # redirect; who is signed in is our own `tutor_session` cookie (server/api/auth.py).
+        SESSION_COOKIE_NAME="tutor_sso",
+        SESSION_COOKIE_PATH="/api/auth/sso",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.server.secure_cookies,
-        PERMANENT_SESSION_LIFETIME=settings.auth.session_days * 86400,
         MAX_CONTENT_LENGTH=1024 * 1024,
         QUART_SCHEMA_CONVERT_CASING=False,
         **overrides,

@@ -71,12 +71,53 @@ def cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
 def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
     from server import accounts
 
-    password = args.password or os.environ.get("TUTOR_NEW_PASSWORD") or getpass.getpass("Password: ")
+    password = args.password or os.environ.get("TUTOR_NEW_PASSWORD")
+    if not password:
+        # getpass would read a piped stdin with a warning, or die with EOFError on an empty one.
+        if not sys.stdin.isatty():
+            print(
+                "tutor: no terminal to ask for a password: pass --password or set TUTOR_NEW_PASSWORD", file=sys.stderr
+            )
+            return 2
+        try:
+            password = getpass.getpass("Password: ")
+        except EOFError:
+            print("tutor: no password given", file=sys.stderr)
+            return 2
+    # Refused before anything touches the database; register checks the same rule again.
+    problem = accounts.password_problem(password, settings.auth.min_password_length)
+    if problem is not None:
+        print(f"tutor: password: {problem}", file=sys.stderr)
+        return 2
 
     async def work(db: Any) -> int:
         await db.upgrade() if db.is_sqlite else None
-        user = await accounts.register(db, args.email, password, args.name, plan=args.plan, is_admin=args.admin)
+        user = await accounts.register(
+            db,
+            args.email,
+            password,
+            args.name,
+            plan=args.plan,
+            is_admin=args.admin,
+            min_password_length=settings.auth.min_password_length,
+        )
         print(f"created {user.email} (id {user.id}, plan {user.plan}{', admin' if user.is_admin else ''})")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_users_set_disabled(args: argparse.Namespace, settings: Settings) -> int:
+    from server import accounts
+
+    disable = args.users_command == "disable"
+
+    async def work(db: Any) -> int:
+        user, ended = await accounts.set_disabled(db, args.email, disable)
+        if disable:
+            print(f"{user.email} is disabled; {ended} session{'' if ended == 1 else 's'} ended")
+        else:
+            print(f"{user.email} can sign in again")
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -181,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     set_plan.add_argument("plan", choices=("free", "core", "pro"))
     set_plan.set_defaults(func=cmd_users_set_plan)
     users.add_parser("list", help="list accounts").set_defaults(func=cmd_users_list)
+    disable = users.add_parser("disable", help="turn an account off: its sessions end and it cannot sign in")
+    disable.add_argument("email")
+    disable.set_defaults(func=cmd_users_set_disabled)
+    enable = users.add_parser("enable", help="let a disabled account sign in again")
+    enable.add_argument("email")
+    enable.set_defaults(func=cmd_users_set_disabled)
     export = users.add_parser("export", help="print everything stored about a learner as JSON")
     export.add_argument("email")
     export.set_defaults(func=cmd_users_export)

@@ -73,10 +73,25 @@ class SSOSettings(_Section):
     plan_map: dict[str, Literal["free", "core", "pro"]] = Field(default_factory=dict)
 
 
+class ThrottleSettings(_Section):
+    # Failed sign-ins counted per account (normalized email) and per client address within a window; reaching
+    # the count locks that key for lock_seconds, doubling at each further lock up to max_lock_seconds.
+    account_failures: int = Field(default=5, ge=1, le=1000)
+    # Higher than per account: a whole school behind one NAT address shares this count.
+    address_failures: int = Field(default=50, ge=1, le=100000)
+    window_seconds: int = Field(default=900, ge=1, le=86400)
+    lock_seconds: int = Field(default=30, ge=1, le=86400)
+    max_lock_seconds: int = Field(default=900, ge=1, le=86400)
+
+
 class AuthSettings(_Section):
     allow_registration: bool = True
     session_days: int = Field(default=14, ge=1, le=365)
     min_password_length: int = Field(default=8, ge=6, le=128)
+    # Addresses of reverse proxies whose X-Forwarded-For is believed when counting failed sign-ins per address;
+    # empty: the connection's own address counts (behind a proxy, that is the proxy's for every learner).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
     sso: SSOSettings = Field(default_factory=SSOSettings)
 
 

@@ -17,6 +17,8 @@ def tutor(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess
         [sys.executable, "-m", "server.cli", *args],
         cwd=tmp_path,
         env=environ,
+        # As under CI or cron: no terminal to type a password into.
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=120,
@@ -39,6 +41,50 @@ def test_users_create_set_plan_and_list(tmp_path):
     assert tutor(tmp_path, "users", "set-plan", "teacher@school.test", "pro").returncode == 0
     listed = tutor(tmp_path, "users", "list")
     assert "teacher@school.test\tMs T\tpro\tlocal\tadmin" in listed.stdout
+
+
+def test_users_create_without_a_terminal_or_password_says_how(tmp_path):
+    result = tutor(tmp_path, "users", "create", "kid@school.test", "--name", "Kid")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tutor: no terminal to ask for a password: pass --password or set TUTOR_NEW_PASSWORD"
+    ]
+
+
+def test_users_create_refuses_a_common_password(tmp_path):
+    result = tutor(tmp_path, "users", "create", "kid@school.test", "--name", "Kid", "--password", "password123")
+    assert result.returncode == 2
+    assert "common" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_users_disable_and_enable(tmp_path):
+    import asyncio
+
+    from server import accounts
+    from server.errors import Forbidden
+    from server.store.db import Database
+    from tests.conftest import make_settings
+
+    created = tutor(
+        tmp_path, "users", "create", "kid@school.test", "--name", "Kid", TUTOR_NEW_PASSWORD="long enough pw"
+    )
+    assert created.returncode == 0, created.stderr
+    disabled = tutor(tmp_path, "users", "disable", "kid@school.test")
+    assert disabled.returncode == 0, disabled.stderr
+    assert "kid@school.test is disabled" in disabled.stdout
+
+    async def sign_in() -> str:
+        db = Database(make_settings(tmp_path).database_url)
+        try:
+            return (await accounts.authenticate(db, "kid@school.test", "long enough pw")).email
+        except Forbidden as exc:
+            return exc.code
+        finally:
+            await db.close()
+
+    assert asyncio.run(sign_in()) == "account_disabled"
+    assert tutor(tmp_path, "users", "enable", "kid@school.test").returncode == 0
+    assert asyncio.run(sign_in()) == "kid@school.test"
 
 
 def test_set_plan_for_unknown_user_fails_clearly(tmp_path):

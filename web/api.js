@@ -6,13 +6,15 @@ export class ApiError extends Error {
    * @param {string} code machine-readable code from {"error": {"code"}}
    * @param {string} message human-readable message from the server
    * @param {Record<string, string>} fields per-field validation messages (400s)
+   * @param {number} retryAfter seconds to wait before trying again (429s with Retry-After), else 0
    */
-  constructor(status, code, message, fields = {}) {
+  constructor(status, code, message, fields = {}, retryAfter = 0) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.fields = fields || {};
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -58,6 +60,7 @@ export async function api(method, path, body = undefined, { quiet401 = false, si
       error.code || `http_${response.status}`,
       error.message || `The server answered ${response.status}.`,
       error.fields,
+      Number.parseInt(response.headers.get("Retry-After") || "", 10) || 0,
     );
     if (response.status === 401 && !quiet401) unauthorizedListeners.forEach((fn) => fn(apiError));
     throw apiError;

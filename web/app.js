@@ -3,7 +3,7 @@
 import { ApiError, get, onUnauthorized, post } from "./api.js";
 import { announce, capitalize, h, initials } from "./dom.js";
 import { icon } from "./icons.js";
-import { safeNext, signInView, signUpView } from "./views/auth.js";
+import { accountView, safeNext, signInView, signUpView } from "./views/auth.js";
 import { builderView } from "./views/builder.js";
 import { companionView } from "./views/companion.js";
 import { homeView } from "./views/home.js";
@@ -24,6 +24,7 @@ const ROUTES = [
   { pattern: /^\/lessons\/(?<id>\d+)$/, view: lessonView, auth: true, nav: "journey" },
   { pattern: /^\/journey$/, view: journeyView, auth: true, nav: "journey" },
   { pattern: /^\/plans$/, view: plansView, nav: "plans" },
+  { pattern: /^\/account$/, view: accountView, auth: true },
 ];
 
 const NAV = [
@@ -248,6 +249,12 @@ class App {
             h("span", { class: "avatar avatar--sm", "aria-hidden": "true" }, initials(me.name)),
             h("span", { class: "account__name" }, me.name),
             h("span", { class: "badge badge--plan" }, capitalize(me.plan)),
+          ),
+          // Icon only: the header has no room for another word beside the nav on a laptop screen.
+          h(
+            "a",
+            { class: "btn btn--ghost btn--sm", href: "/account", "aria-label": "Account", title: "Account: password and where you're signed in" },
+            icon("user", { size: 18 }),
           ),
           h(
             "button",

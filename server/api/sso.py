@@ -18,7 +18,8 @@ explain, `/signin?error=<code>` (plus `next` when known), never a JSON error or 
 - `sso_exchange_failed`: the provider refused to exchange the code (expired, reused or tampered code, wrong
   client secret, PKCE mismatch);
 - `sso_invalid_token`: the ID token failed validation (signature, issuer, audience, expiry, nonce);
-- `sso_email_taken`: the email belongs to a different single sign-on account.
+- `sso_email_taken`: the email belongs to a different single sign-on account;
+- `account_disabled`: an administrator turned the account off (`tutor users disable`).
 
 The provider's discovery document and key set are fetched at first use and kept on the app's state (`extras`);
 the key set is fetched again once when a token names a key it does not hold, so key rotation needs no restart.
@@ -43,7 +44,7 @@ from quart import Blueprint, Response, request, session
 
 from server import accounts
 from server.api.auth import sign_in
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, Forbidden, NotFound
 from server.plans import PLANS
 from server.settings import SSOSettings
 from server.state import AppState, get_state
@@ -354,7 +355,7 @@ async def callback() -> Response:
     except SSOFailure as failure:
         log.warning("single sign-on failed: %s", failure)
         return _to_signin(failure.code, next_path)
-    sign_in(user)
+    await sign_in(user)
     return _redirect(next_path)
 
 
@@ -392,3 +393,5 @@ async def _complete(state: AppState, sso: SSOSettings, code: str, entry: Mapping
         )
     except Conflict as exc:
         raise SSOFailure("sso_email_taken", exc.message) from exc
+    except Forbidden as exc:
+        raise SSOFailure("account_disabled", exc.message) from exc

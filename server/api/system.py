@@ -86,6 +86,8 @@ async def config() -> dict[str, Any]:
     sso = settings.auth.sso
     return {
         "registration": settings.auth.allow_registration,
+        # The sign-up and change-password forms state the rule before the learner types.
+        "password_min_length": settings.auth.min_password_length,
         "sso": {"enabled": sso.enabled, "label": sso.button_label, "login_url": "/api/auth/sso/login"},
         "voice": {
             "backend": settings.voice.backend,

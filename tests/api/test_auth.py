@@ -88,3 +88,26 @@ async def test_registration_can_be_closed(tmp_path):
         )
     assert response.status_code == 403
     assert (await response.get_json())["error"]["code"] == "registration_closed"
+
+
+async def test_a_password_is_taken_exactly_as_typed(client, new_client):
+    spaced = "  abcdefgh12  "
+    await register(client, password=spaced)
+    await client.post("/api/auth/logout")
+    stripped = await client.post("/api/auth/login", json={"email": "ann@school.test", "password": spaced.strip()})
+    assert stripped.status_code == 401
+    exact = await new_client().post("/api/auth/login", json={"email": "ann@school.test", "password": spaced})
+    assert exact.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("password", "words"),
+    [("Password123", "common"), ("iloveyou", "common"), ("short", "at least 8"), ("x" * 257, "at most 256")],
+)
+async def test_a_weak_password_is_refused_in_words(client, password, words):
+    response = await client.post("/api/auth/register", json={"email": "a@b.test", "password": password, "name": "A"})
+    assert response.status_code == 400
+    error = (await response.get_json())["error"]
+    assert error["code"] == "validation_error"
+    assert words in error["fields"]["password"]
+    assert (await client.get("/api/me")).status_code == 401

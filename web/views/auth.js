@@ -1,9 +1,23 @@
-// Sign in and sign up screens (plus the school SSO button when the server has it configured).
+// Sign in and sign up screens (plus the school SSO button when the server has it configured), and the account
+// screen: change password, where you are signed in, sign out everywhere.
 
-import { ApiError, post } from "../api.js";
-import { announce, h } from "../dom.js";
-import { field, formAlert, showFieldErrors } from "../components.js";
+import { ApiError, get, post } from "../api.js";
+import { announce, formatDateTime, h } from "../dom.js";
+import { field, formAlert, sectionHeader, showFieldErrors } from "../components.js";
 import { icon } from "../icons.js";
+
+/** The password rule, said before the learner types (the server applies the same one, spaces and all). */
+export function passwordRule(config) {
+  const min = (config && config.password_min_length) || 8;
+  return `At least ${min} characters; avoid common passwords such as "password123".`;
+}
+
+/** A sign-in lock's wait in words: "Too many tries. Try again in 2 minutes." */
+export function tryAgainIn(seconds) {
+  if (seconds < 60) return `Too many tries. Try again in ${seconds} second${seconds === 1 ? "" : "s"}.`;
+  const minutes = Math.ceil(seconds / 60);
+  return `Too many tries. Try again in ${minutes} minute${minutes === 1 ? "" : "s"}.`;
+}
 
 /** Only same-site paths are allowed as the place to return to after signing in. */
 /** Send a sign-in or sign-up form; on success greet the learner and go where they were heading. */
@@ -35,6 +49,7 @@ const SSO_ERRORS = {
   sso_invalid_token: SSO_RETRY,
   sso_provider_error: SSO_RETRY,
   sso_email_taken: "This email belongs to another school account.",
+  account_disabled: "This account has been turned off. Ask your school to turn it back on.",
 };
 const SSO_GENERIC = "Signing in with your school didn't work — try again, or sign in with your email.";
 
@@ -80,9 +95,10 @@ async function submitForm(form, alertSlot, request) {
     return await request();
   } catch (err) {
     const apiErr = err instanceof ApiError ? err : new ApiError(0, "error", String(err));
+    const message = apiErr.status === 429 && apiErr.retryAfter ? tryAgainIn(apiErr.retryAfter) : apiErr.message;
     const first = showFieldErrors(form, apiErr.fields);
-    if (!first || !Object.keys(apiErr.fields).length) alertSlot.replaceChildren(formAlert(apiErr.message));
-    announce(apiErr.message, { assertive: true });
+    if (!first || !Object.keys(apiErr.fields).length) alertSlot.replaceChildren(formAlert(message));
+    announce(message, { assertive: true });
     (first || form.querySelector("input")).focus();
     return null;
   } finally {
@@ -170,7 +186,7 @@ export async function signUpView(ctx) {
     field({
       id: "signup-password",
       label: "Password",
-      hint: "Use a long password that you don't use anywhere else.",
+      hint: passwordRule(app.config),
       control: h("input", { type: "password", name: "password", autocomplete: "new-password", required: true }),
     }),
     h("button", { type: "submit", class: "btn btn--primary btn--block" }, "Create account"),
@@ -188,4 +204,100 @@ export async function signUpView(ctx) {
 
 function withNext(path, next) {
   return next && next !== "/" ? `${path}?next=${encodeURIComponent(next)}` : path;
+}
+
+function sessionRow(item) {
+  const where = item.user_agent || "An unknown browser";
+  return h(
+    "li",
+    { class: "row-item" },
+    h(
+      "div",
+      { class: "row-item__body" },
+      h("span", { class: "row-item__title" }, where),
+      h("span", { class: "row-item__sub" }, `Signed in ${formatDateTime(item.created_at)} · last used ${formatDateTime(item.last_seen_at)}`),
+    ),
+    item.current ? h("span", { class: "badge" }, "This browser") : null,
+  );
+}
+
+function passwordForm(app) {
+  const alertSlot = h("div", { class: "form-alert-slot" });
+  const form = h(
+    "form",
+    { class: "form", novalidate: true },
+    alertSlot,
+    field({
+      id: "account-current-password",
+      label: "Current password",
+      control: h("input", { type: "password", name: "current_password", autocomplete: "current-password", required: true }),
+    }),
+    field({
+      id: "account-new-password",
+      label: "New password",
+      hint: passwordRule(app.config),
+      control: h("input", { type: "password", name: "new_password", autocomplete: "new-password", required: true }),
+    }),
+    h("button", { type: "submit", class: "btn btn--primary" }, "Change password"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    const done = await submitForm(form, alertSlot, () => post("/api/auth/password", data));
+    if (!done) return;
+    form.reset();
+    const others = done.other_sessions_ended;
+    const message = others
+      ? `Password changed. You were signed out on ${others} other ${others === 1 ? "device" : "devices"}.`
+      : "Password changed.";
+    alertSlot.replaceChildren(formAlert(message, "info"));
+    app.toast(message);
+  });
+  return form;
+}
+
+export async function accountView(ctx) {
+  const { app, signal } = ctx;
+  const me = app.me;
+  if (!me) return { title: "Account", el: h("p", {}, "Please sign in.") };
+  const sessions = await get("/api/auth/sessions", { signal });
+
+  const everywhere = h("button", { type: "button", class: "btn btn--outline" }, icon("logout", { size: 18 }), "Sign out everywhere");
+  everywhere.addEventListener("click", async () => {
+    everywhere.disabled = true;
+    try {
+      await post("/api/auth/logout-all");
+    } catch (err) {
+      everywhere.disabled = false;
+      app.toast(err instanceof ApiError ? err.message : "Signing out everywhere didn't work — try again.", { tone: "error" });
+      return;
+    }
+    app.me = null;
+    app.drawHeader();
+    app.toast("You are signed out on every device.");
+    app.navigate("/signin", { replace: true, force: true });
+  });
+
+  const el = h(
+    "div",
+    { class: "stack-lg" },
+    h("section", { class: "card stack" }, h("p", { class: "eyebrow" }, "Account"), h("h1", {}, "Your account"), h("p", { class: "muted" }, me.email)),
+    h(
+      "section",
+      { class: "card stack", "aria-labelledby": "account-password" },
+      sectionHeader("Change password", { id: "account-password" }),
+      me.sso
+        ? h("p", { class: "muted" }, "You sign in with your school, so your password is changed there.")
+        : [h("p", { class: "muted" }, "Changing it signs you out on your other devices; this one stays signed in."), passwordForm(app)],
+    ),
+    h(
+      "section",
+      { class: "card stack", "aria-labelledby": "account-sessions" },
+      sectionHeader("Where you're signed in", { id: "account-sessions" }),
+      h("ul", { class: "row-list", role: "list" }, sessions.items.map(sessionRow)),
+      h("p", { class: "muted" }, "Lost a device, or signed in on a shared computer? End every session, this one too."),
+      h("div", {}, everywhere),
+    ),
+  );
+  return { title: "Account", el };
 }
