@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter, Map
 
 from server import instances
+from server.api import guard
 from server.errors import AppError, BadRequest
 from server.settings import Settings
 from server.state import STATE_KEY, AppState
@@ -45,15 +46,33 @@ LARGE_BODY_PATHS = {"/api/vapi/webhook": 16 * 1024 * 1024}
 
 
 class TutorRequest(Request):
-    """A request whose body limit depends on its route and whose bad JSON is our own `invalid_json` error."""
+    """A request whose body limit depends on its route and whose JSON body every route gets parsed safely."""
 
     def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
         if path in LARGE_BODY_PATHS:
             kwargs["max_content_length"] = LARGE_BODY_PATHS[path]
         super().__init__(method, scheme, path, *args, **kwargs)
 
-    def on_json_loading_failed(self, error: Exception) -> Any:
-        raise BadRequest("invalid_json", "The request body is not valid JSON.")
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        """Quart's get_json (quart-schema's validate_request calls it), with the body decoded by guard.parse_json.
+
+        Bad UTF-8, runaway nesting, NUL characters and lone surrogates are a 400 here, once for every route,
+        rather than a 500 from the decoder, the recursion limit or the database driver.
+        """
+        if cache and self._cached_json[silent] is not Ellipsis:
+            return self._cached_json[silent]
+        if not (force or self.is_json):
+            return None
+        raw = await self.get_data(cache=cache, as_text=False, parse_form_data=False)
+        try:
+            result = guard.parse_json(raw, allow_nul=self.path in guard.NUL_CLEANED_PATHS)
+        except BadRequest:
+            if not silent:
+                raise
+            result = None
+        if cache:
+            self._cached_json[silent] = result
+        return result
 
 
 class IdConverter(IntegerConverter):
@@ -179,6 +198,9 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     _register_errors(app)
     if settings.observability.metrics:
         _register_metrics(app, registry)
+
+    # After the metrics hooks, so refused requests are counted too; before every route and blueprint hook.
+    guard.install(app, settings)
 
     from server.api import auth, companions, lessons, me, sso, system, vapi, voice, web
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from typing import Any
 
@@ -16,16 +18,10 @@ from server.state import get_state
 
 bp = Blueprint("system", __name__)
 
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Voice Tutor API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#111}
+DOCS_STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#111}
 code,pre{background:#f3f3f3;border-radius:4px;padding:.1rem .3rem}pre{padding:.6rem;overflow:auto}
-h2{margin-top:2rem;border-bottom:1px solid #ddd}.m{font-weight:700;display:inline-block;width:4.5rem}</style>
-</head><body><h1>Voice Tutor API</h1>
-<p>Generated from <a href="/openapi.json">/openapi.json</a>. Errors are <code>{"error": {"code", "message"}}</code>.</p>
-<div id="ops">Loading&hellip;</div>
-<script>
+h2{margin-top:2rem;border-bottom:1px solid #ddd}.m{font-weight:700;display:inline-block;width:4.5rem}"""
+DOCS_SCRIPT = """
 fetch('/openapi.json').then(r => r.json()).then(spec => {
   const out = document.getElementById('ops'); out.textContent = '';
   for (const [path, ops] of Object.entries(spec.paths)) {
@@ -39,7 +35,29 @@ fetch('/openapi.json').then(r => r.json()).then(spec => {
     }
   }
 });
-</script></body></html>"""
+"""
+DOCS_PAGE = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Voice Tutor API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{DOCS_STYLE}</style>
+</head><body><h1>Voice Tutor API</h1>
+<p>Generated from <a href="/openapi.json">/openapi.json</a>.
+Errors are <code>{{"error": {{"code", "message"}}}}</code>.</p>
+<div id="ops">Loading&hellip;</div>
+<script>{DOCS_SCRIPT}</script></body></html>"""
+
+
+def _sha256_source(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# The page is one self-contained document, so its own policy allows exactly its one inline script and style by
+# hash (never 'unsafe-inline'), and nothing else but reading the OpenAPI document.
+DOCS_POLICY = (
+    f"default-src 'none'; script-src {_sha256_source(DOCS_SCRIPT)}; style-src {_sha256_source(DOCS_STYLE)}; "
+    "connect-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 @bp.get("/healthz")
@@ -76,7 +94,9 @@ async def _require_admin() -> None:
 
 @bp.get("/docs")
 async def docs() -> Response:
-    return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")
+    response = Response(DOCS_PAGE, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = DOCS_POLICY
+    return response
 
 
 @bp.get("/api/config")

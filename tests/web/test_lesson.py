@@ -34,10 +34,20 @@ def test_learner_talks_with_a_companion_and_finds_the_lesson_in_their_journey(
     learner = transcript.locator(".bubble--user")
     # The tutor speaks first, about the companion's topic...
     expect(tutor.filter(has_text="talking about Photosynthesis")).to_have_count(1, timeout=LESSON_TIMEOUT_MS)
-    # ...and the speaking animation follows the tutor's actual audio level.
-    page.wait_for_function(
-        "parseFloat(getComputedStyle(document.querySelector('.voice-orb')).getPropertyValue('--level')) > 0.05",
-        timeout=LESSON_TIMEOUT_MS,
+    # ...and the speaking animation follows the tutor's actual audio level. (Polled by evaluate, since
+    # wait_for_function evaluates its predicate with eval(), which the page's Content-Security-Policy refuses.)
+    page.evaluate(
+        """(timeout) => new Promise((resolve, reject) => {
+          const until = Date.now() + timeout;
+          const check = () => {
+            const level = getComputedStyle(document.querySelector(".voice-orb")).getPropertyValue("--level");
+            if (parseFloat(level) > 0.05) resolve();
+            else if (Date.now() > until) reject(new Error(`the voice orb stayed still (--level ${level})`));
+            else setTimeout(check, 50);
+          };
+          check();
+        })""",
+        LESSON_TIMEOUT_MS,
     )
     # The fake microphone's question is heard and transcribed, then the scripted reply comes back.
     expect(learner.first).to_contain_text(HEARD, timeout=LESSON_TIMEOUT_MS)

@@ -17,7 +17,10 @@ async function createVoiceClient(config, call) {
   // Bundlers wrap a CommonJS default export once more; accept both shapes.
   const Vapi = (mod.default && mod.default.default) || mod.default || mod.Vapi;
   const publicKey = call.public_key || config.voice.public_key || "";
-  return backend === "vapi" ? new Vapi(publicKey) : new Vapi(publicKey, location.origin);
+  if (backend !== "vapi") return new Vapi(publicKey, location.origin);
+  // avoidEval: Daily loads its call machine with a script tag rather than through Function(), so the page's
+  // Content-Security-Policy needs no 'unsafe-eval' in hosted mode.
+  return new Vapi(publicKey, undefined, { avoidEval: true });
 }
 
 const VOICE_EVENTS = ["call-start", "call-end", "speech-start", "speech-end", "volume-level", "message", "error"];
