@@ -271,6 +271,22 @@ export function endReasonInfo(reason, { duration } = {}) {
       text: "We didn't hear anything for a while, so the lesson stopped. Start a new one whenever you're ready.",
     };
   }
+  if (r === "replaced-by-new-lesson") {
+    return {
+      tone: "info",
+      short: "Continued elsewhere",
+      title: "This lesson continued in another window",
+      text: "You started a lesson in another tab or window. You can have one live lesson at a time, so this one ended.",
+    };
+  }
+  if (r === "server-shutdown" || r === "server-restart") {
+    return {
+      tone: "warn",
+      short: "Server restarted",
+      title: "The tutor's server restarted",
+      text: "The lesson stopped because the school's server was shut down or restarted. Start a new lesson in a minute.",
+    };
+  }
   if (r === "customer-disconnected" || r.includes("disconnect") || r.includes("websocket")) {
     return {
       tone: "error",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +23,10 @@ from pipecat.frames.frames import (
     ErrorFrame,
     Frame,
     InputAudioRawFrame,
+    InterruptionFrame,
+    LLMAssistantPushAggregationFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
     OutputAudioRawFrame,
     OutputTransportMessageFrame,
     TTSSpeakFrame,
@@ -69,6 +75,7 @@ class LessonPlan:
     """What the companion decides about a lesson: what the tutor says, how it sounds and how long it lasts."""
 
     lesson_id: int
+    learner_id: int
     system_prompt: str
     first_message: str
     goodbye_message: str
@@ -93,6 +100,7 @@ def plan_lesson(lesson: LiveLesson, settings: VoiceSettings) -> LessonPlan:
         duration = min(duration, settings.max_lesson_secs)
     return LessonPlan(
         lesson_id=lesson.lesson_id,
+        learner_id=lesson.learner_id,
         system_prompt=settings.system_prompt.format(**fields),
         first_message=settings.first_message.format(**fields),
         goodbye_message=settings.goodbye_message.format(**fields),
@@ -102,6 +110,32 @@ def plan_lesson(lesson: LiveLesson, settings: VoiceSettings) -> LessonPlan:
         max_duration_secs=duration,
         started_at=getattr(lesson, "started_at", None),
     )
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences(text: str) -> list[str]:
+    return [part for part in _SENTENCE_BREAK.split(text.strip()) if part]
+
+
+def phrase_frames(text: str, *, interruptible: bool = True) -> list[Frame]:
+    """A fixed phrase (greeting, apology, check-in, goodbye) to speak as a tutor turn of its own.
+
+    pipecat ends a lone TTSSpeakFrame's assistant turn when the TTS's audio context for it ends, and that
+    context also ends after 3 s without new audio (TTSService's stop_frame_timeout_s). When synthesis stalled
+    that long (a busy CPU), the turn closed before its words had played: the greeting was never stored and
+    stayed a partial line on the page. Framed as an LLM reply, the turn ends when LLMFullResponseEndFrame
+    reaches the assistant aggregator, and the TTS queues that frame behind all of the phrase's audio and
+    words, however long they take. One TTSSpeakFrame per sentence: each sentence's words follow its own
+    audio, so a phrase the learner talks over keeps the sentences they heard.
+    """
+    frames: list[Frame] = [LLMFullResponseStartFrame()]
+    frames += [TTSSpeakFrame(sentence) for sentence in sentences(text)]
+    frames.append(LLMFullResponseEndFrame())
+    for frame in frames:
+        frame.interruptible = interruptible
+    return frames
 
 
 def transcript_message(role: str, text: str, final: bool) -> Message:
@@ -126,6 +160,11 @@ def status_message(status: str, ended_reason: str | None = None) -> Message:
 
 def error_message(code: str, text: str) -> Message:
     return {"type": "error", "error": {"code": code, "message": text}}
+
+
+def silence_warning_message(seconds_left: float) -> Message:
+    """Not one of Vapi's types (its SDK passes unknown ones on to the page as they are)."""
+    return {"type": "silence-warning", "secondsLeft": math.ceil(seconds_left)}
 
 
 def llm_unreachable_hint(base_url: str, model: str) -> str:
@@ -173,7 +212,6 @@ class SpeechEvents(FrameProcessor):
             elif isinstance(frame, UserStoppedSpeakingFrame):
                 self._session.on_speech("user", False)
             elif isinstance(frame, BotStartedSpeakingFrame):
-                self._spoken = ""
                 self._session.on_speech("assistant", True)
             elif isinstance(frame, BotStoppedSpeakingFrame):
                 self._session.on_speech("assistant", False)
@@ -183,6 +221,10 @@ class SpeechEvents(FrameProcessor):
                 self._session.send(transcript_message("assistant", self._spoken, final=False))
             elif isinstance(frame, OutputAudioRawFrame):
                 return  # already played; the assistant aggregator has no use for it
+            elif isinstance(frame, (LLMFullResponseEndFrame, LLMAssistantPushAggregationFrame, InterruptionFrame)):
+                # Where the assistant aggregator ends the tutor's turn. Not at BotStartedSpeaking: the voice
+                # pausing for its next words (a stall) is still the same line.
+                self._spoken = ""
         await self.push_frame(frame, direction)
 
 
@@ -210,8 +252,11 @@ class LessonSession:
         self._on_finished = on_finished
         self._connected = asyncio.Event()
         self._finished = asyncio.Event()
+        self._connect_settled = asyncio.Event()  # connected, or failed before it could
         self._speaking: set[str] = set()
         self._last_activity = time.monotonic()
+        self._learner_active_at = self._last_activity
+        self._silence_warned_at: float | None = None
         self._llm_failures = 0
         self._disconnect_reason = "customer-ended-call"
         self._writes: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
@@ -280,7 +325,16 @@ class LessonSession:
             plan.voice,
             plan.style,
             on_error=self._on_stage_error,
-            fixed_phrases=(plan.first_message, plan.goodbye_message, plan.apology_message),
+            fixed_phrases=[
+                sentence
+                for phrase in (
+                    plan.first_message,
+                    plan.goodbye_message,
+                    plan.apology_message,
+                    settings.silence_prompt_message,
+                )
+                for sentence in sentences(phrase)
+            ],
         )
         self._llm = llm
 
@@ -312,9 +366,10 @@ class LessonSession:
         @transport.event_handler("on_client_connected")
         async def on_connected(_transport: Any, _client: Any) -> None:
             self._connected.set()
+            self._connect_settled.set()
             self._last_activity = time.monotonic()
             self.send(status_message("in-progress"))
-            await worker.queue_frames([TTSSpeakFrame(plan.first_message)])
+            await worker.queue_frames(phrase_frames(plan.first_message))
 
         @transport.event_handler("on_client_disconnected")
         async def on_disconnected(_transport: Any, _client: Any) -> None:
@@ -326,6 +381,7 @@ class LessonSession:
         @self.connection.event_handler("failed")
         async def on_failed(_connection: Any) -> None:
             self._disconnect_reason = "customer-disconnected"
+            self._connect_settled.set()  # a lesson whose ICE failed gives its slot back at once
 
         @user_aggregator.event_handler("on_user_turn_stopped")
         async def on_user_turn(_aggregator: Any, _strategy: Any, message: UserTurnStoppedMessage) -> None:
@@ -395,8 +451,14 @@ class LessonSession:
         except Exception as exc:  # a closing data channel must not take the pipeline down
             log.debug("voice: lesson %s: event not sent (%s)", self.plan.lesson_id, exc)
 
+    @property
+    def learner_id(self) -> int:
+        return self.plan.learner_id
+
     def on_speech(self, role: str, started: bool) -> None:
         self._last_activity = time.monotonic()
+        if role == "user":
+            self._learner_active_at = self._last_activity
         if started:
             self._speaking.add(role)
         else:
@@ -408,7 +470,7 @@ class LessonSession:
         self.send(error_message(code, message))
 
     async def _on_user_segment(self, text: str) -> None:
-        self._last_activity = time.monotonic()
+        self._last_activity = self._learner_active_at = time.monotonic()
         self.send(transcript_message("user", text, final=False))
 
     def _final(self, role: Literal["user", "assistant"], text: str) -> None:
@@ -429,7 +491,7 @@ class LessonSession:
             return
         if self._worker is not None:
             # Through the assistant aggregator like any reply: shown and stored when it is spoken.
-            await self._worker.queue_frames([TTSSpeakFrame(self.plan.apology_message)])
+            await self._worker.queue_frames(phrase_frames(self.plan.apology_message))
 
     # -- ending ---------------------------------------------------------------------------------------------
 
@@ -454,10 +516,9 @@ class LessonSession:
         if farewell and worker is not None and self._connected.is_set() and not self.finished:
             self._store_end_when_finished = record
             # Said to the end even if the learner talks over it, then the status, then the pipeline stops.
-            goodbye = TTSSpeakFrame(farewell)
             status = OutputTransportMessageFrame(message=status_message("ended", reason))
-            goodbye.interruptible = status.interruptible = False
-            await worker.queue_frames([goodbye, status, EndFrame()])
+            status.interruptible = False
+            await worker.queue_frames([*phrase_frames(farewell, interruptible=False), status, EndFrame()])
             self._tasks.append(asyncio.create_task(self._cancel_after(FAREWELL_TIMEOUT_SECS)))
             return
         stored = self._queue_write(self._store_end, reason) if record else None
@@ -481,9 +542,10 @@ class LessonSession:
     async def _watch(self) -> None:
         """The lesson's clocks: connect timeout, duration hard stop, learner silence."""
         settings, plan = self._settings, self.plan
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout=settings.connect_timeout_secs)
-        except TimeoutError:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connect_settled.wait(), timeout=settings.connect_timeout_secs)
+        if not self._connected.is_set():
+            # Ended now, so the slot stops counting towards the live-lesson limit (VoiceService.live_lessons).
             await self.end("customer-disconnected")
             return
         deadline = time.monotonic() + plan.max_duration_secs
@@ -497,10 +559,33 @@ class LessonSession:
             if now >= deadline:
                 await self.end("exceeded-max-duration", farewell=plan.goodbye_message)
                 return
-            if not self._speaking and now - self._last_activity >= settings.silence_timeout_secs:
-                await self.end("silence-timed-out")
+            if await self._check_silence(now):
                 return
             await asyncio.sleep(min(0.25, max(0.01, deadline - now)))
+
+    async def _check_silence(self, now: float) -> bool:
+        """Warn a silent learner once (spoken and on the page), then end the lesson if they stay silent.
+
+        A muted learner is silent to the server too, so they get the same warning. Returns whether it ended.
+        """
+        settings = self._settings
+        lead = settings.silence_warning_lead()
+        warned_at = self._silence_warned_at
+        if warned_at is not None and self._learner_active_at > warned_at:
+            warned_at = self._silence_warned_at = None  # the learner answered: the lesson goes on
+        if self._speaking:
+            return False  # the clock runs from when both are quiet (a reply, or the check-in itself, is playing)
+        if warned_at is None:
+            if now - self._last_activity >= settings.silence_timeout_secs - lead:
+                self._silence_warned_at = now
+                self.send(silence_warning_message(lead))
+                if self._worker is not None:
+                    await self._worker.queue_frames(phrase_frames(settings.silence_prompt_message))
+            return False
+        if now - warned_at >= lead:
+            await self.end("silence-timed-out")
+            return True
+        return False
 
     # -- storage ----------------------------------------------------------------------------------------
 
@@ -540,7 +625,7 @@ class LessonSession:
     async def close(self, within: float = 5.0) -> None:
         """Stop everything now (server shutdown) and wait for the pipeline and the writer to finish."""
         if self.ended_reason is None:
-            await self.end("pipeline-error")
+            await self.end("server-shutdown")
         elif self._runner is not None:
             await self._runner.cancel("server shutting down")
         await self.wait_finished(within)

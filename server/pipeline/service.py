@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from openai import AsyncOpenAI, Timeout
@@ -13,6 +16,7 @@ from openai import AsyncOpenAI, Timeout
 from server.errors import BadRequest, NotFound, ServiceUnavailable
 from server.pipeline.lesson import LessonSession, plan_lesson
 from server.pipeline.models import ModelError, SharedModels, load_models
+from server.pipeline.sdp import check_offer
 from server.pipeline.transport import with_ptime
 
 if TYPE_CHECKING:
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
     from server.store.db import Database
 
 log = logging.getLogger(__name__)
+
+# Why a learner's live lesson ends when the same learner starts another one (in another tab or window).
+REPLACED = "replaced-by-new-lesson"
 
 # Only the loopback default needs no key; the openai client refuses to start without one.
 NO_API_KEY = "not-needed"
@@ -58,6 +65,10 @@ class VoiceService:
         self._loading: asyncio.Lock | None = None
         # lesson id -> its session; a reconnect replaces the lesson's session.
         self._sessions: dict[int, LessonSession] = {}
+        # Offers being answered: they hold a slot before their session exists.
+        self._starting = 0
+        # One offer at a time per learner, so two at once cannot both become the learner's live lesson.
+        self._learner_offers = _KeyedLocks()
         self._closing = False
         self._lag_task: asyncio.Task[None] | None = None
         self.lesson_limit = settings.voice.lesson_limit(usable_cpus())
@@ -110,13 +121,20 @@ class VoiceService:
         self._models = None
 
     async def offer(self, lesson: LiveLesson, sdp: str, type: str, pc_id: str | None = None) -> dict[str, str]:
-        """Answer a learner's WebRTC offer for a live lesson and start (or renegotiate) its pipeline."""
+        """Answer a learner's WebRTC offer for a live lesson and start (or renegotiate) its pipeline.
+
+        A learner holds one live lesson at a time: an offer for another lesson takes over, and the learner's
+        other live lesson ends with reason "replaced-by-new-lesson" (a forgotten tab never locks them out).
+        """
         if self._closing:
             raise ServiceUnavailable("voice_closing", "The server is shutting down.")
         if type != "offer":
             raise BadRequest("invalid_sdp", f'Expected an SDP of type "offer", got "{type}".')
-        if not sdp.lstrip().startswith("v=0"):
-            raise BadRequest("invalid_sdp", "The SDP offer is not valid (it must start with v=0).")
+        check_offer(sdp)
+        async with self._learner_offers.hold(lesson.learner_id):
+            return await self._offer(lesson, sdp, type, pc_id)
+
+    async def _offer(self, lesson: LiveLesson, sdp: str, type: str, pc_id: str | None) -> dict[str, str]:
         existing = self._sessions.get(lesson.lesson_id)
         if pc_id and existing is not None and existing.connection.pc_id == pc_id and not existing.finished:
             try:
@@ -125,10 +143,32 @@ class VoiceService:
                 raise BadRequest("invalid_sdp", f"The SDP offer could not be used: {exc}") from exc
             return self._answer(existing.connection)
 
+        replaced = [
+            s
+            for s in self._sessions.values()
+            if s.learner_id == lesson.learner_id and s.plan.lesson_id != lesson.lesson_id and s.ended_reason is None
+        ]
         limit = self.lesson_limit
-        if limit and existing is None and self.live_lessons >= limit:
+        # The lesson's own session (a reconnect) and the learner's other lesson (replaced) free their slots.
+        taken = self.live_lessons + self._starting - len(replaced)
+        if existing is not None and existing.ended_reason is None:
+            taken -= 1
+        if limit and taken >= limit:
             raise ServiceUnavailable("voice_busy", "All voice lesson slots are busy; try again in a minute.")
+        self._starting += 1
+        try:
+            return await self._start_session(lesson, sdp, type, existing, replaced)
+        finally:
+            self._starting -= 1
 
+    async def _start_session(
+        self,
+        lesson: LiveLesson,
+        sdp: str,
+        type: str,
+        existing: LessonSession | None,
+        replaced: list[LessonSession],
+    ) -> dict[str, str]:
         from pipecat.transports.smallwebrtc.connection import IceServer, SmallWebRTCConnection
 
         ice = [
@@ -137,7 +177,7 @@ class VoiceService:
         ]
         started = time.perf_counter()
         connection = SmallWebRTCConnection(
-            ice_servers=ice, connection_timeout_secs=int(self._settings.voice.connect_timeout_secs)
+            ice_servers=ice, connection_timeout_secs=max(1, math.ceil(self._settings.voice.connect_timeout_secs))
         )
         try:
             await connection.initialize(sdp=sdp, type=type)
@@ -153,10 +193,15 @@ class VoiceService:
             raise
         assert self._models is not None
 
+        for other in replaced:
+            # Its page says the lesson continued in another window; its end is stored before this one starts.
+            log.info("voice: lesson %s: the learner started lesson %s", other.plan.lesson_id, lesson.lesson_id)
+            await other.end(REPLACED)
         if existing is not None:
-            # The page reconnected (reload, network change): the old pipeline goes, the lesson goes on.
+            # The lesson connected again (a reload, another window): the old pipeline goes, the lesson goes on,
+            # and a page still showing the old connection says where it went.
             self._sessions.pop(lesson.lesson_id, None)
-            await existing.end("customer-disconnected", record=False)
+            await existing.end(REPLACED, record=False)
 
         session = LessonSession(
             plan=plan_lesson(lesson, self._settings.voice),
@@ -222,6 +267,27 @@ class VoiceService:
     async def _forget(self, session: LessonSession) -> None:
         if self._sessions.get(session.plan.lesson_id) is session:
             del self._sessions[session.plan.lesson_id]
+
+
+class _KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds it or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 LAG_TICK_SECS = 0.05

@@ -111,8 +111,9 @@ class VoiceSettings(_Section):
     max_live_lessons: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     # An upper bound on any lesson in seconds, whatever its companion's duration (0 = none).
     max_lesson_secs: float = Field(default=0, ge=0)
-    # Seconds to wait for the learner's browser to connect after the offer was answered.
-    connect_timeout_secs: float = Field(default=30, gt=0)
+    # Seconds to wait for the learner's browser to connect after the offer was answered; a lesson that has not
+    # connected by then gives its voice slot back (a browser on a working network connects within a second or two).
+    connect_timeout_secs: float = Field(default=10, gt=0)
     # How long a gap in the learner's packets may hold back the audio after it, waiting for the missing one.
     input_jitter_ms: int = Field(default=20, ge=0, le=160)
     # Opus packet length both ways (the answer's a=ptime): 40 ms halves the packets each lesson handles
@@ -126,7 +127,12 @@ class VoiceSettings(_Section):
     # Where a school drops extra piper voices (<name>.onnx + .onnx.json) and Whisper model directories.
     models_dir: str = "models"
     ice_servers: list[IceServer] = Field(default_factory=list)
+    # The lesson ends after this long with nobody speaking, but never without a warning first: the tutor asks
+    # `silence_prompt_message` and the page shows how long is left, `silence_warning_secs` before the end (at most
+    # half of silence_timeout_secs). Speaking in that time keeps the lesson going.
     silence_timeout_secs: float = Field(default=60.0, gt=0)
+    silence_warning_secs: float = Field(default=15.0, gt=0)
+    silence_prompt_message: str = "Are you still there? Say something when you're ready to go on."
     system_prompt: str = (
         "You are a highly knowledgeable tutor teaching a real-time voice lesson with a student. "
         "Your goal is to teach the student about the topic and subject.\n"
@@ -146,6 +152,10 @@ class VoiceSettings(_Section):
     stt: STTSettings = Field(default_factory=STTSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
+
+    def silence_warning_lead(self) -> float:
+        """How long before a silent lesson ends the learner is warned (seconds)."""
+        return min(self.silence_warning_secs, self.silence_timeout_secs / 2)
 
     def lesson_limit(self, cpus: int) -> int:
         """How many live lessons a process on `cpus` cores takes (0 = no limit)."""

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 from quart import Quart
-from quart.typing import TestClientProtocol
+from quart.typing import TestAppProtocol, TestClientProtocol
 
 from server.app import create_app
 from server.pipeline.models import SharedModels, load_models
 from server.pipeline.service import VoiceService
 from server.pipeline.settings import VoiceSettings
+from server.settings import Settings
 from server.state import get_state
 from tests.conftest import create_companion, make_settings, register
 from tests.support.rtc_client import LessonClient
@@ -66,13 +67,40 @@ class VoiceLesson:
     lesson_id: int
     llm: ScriptedLLM | None
     stack: AsyncExitStack
+    settings: Settings
+    test_app: TestAppProtocol
     peers: list[LessonClient] = field(default_factory=list)
+    running: bool = True
 
     async def post_offer(self, offer: dict[str, Any]) -> dict[str, Any]:
-        response = await self.client.post(f"/api/lessons/{self.lesson_id}/offer", json=offer)
-        body: dict[str, Any] = await response.get_json()
-        assert response.status_code == 200, body
-        return body
+        return await post_offer(self.client, self.lesson_id, offer)
+
+    async def shutdown(self) -> None:
+        """Stop the app as the server does on shutdown (its after_serving hooks run); once."""
+        if self.running:
+            self.running = False
+            await self.test_app.shutdown()
+
+    async def new_lesson(self, client: TestClientProtocol | None = None, **companion: Any) -> int:
+        """Another lesson on this app: the same learner's (client None), or the learner signed in on `client`."""
+        client = client or self.client
+        body = await create_companion(client, **{"topic": TOPIC, **companion})
+        response = await client.post(f"/api/companions/{body['id']}/lessons")
+        assert response.status_code == 201, await response.get_data(as_text=True)
+        lesson_id: int = (await response.get_json())["id"]
+        return lesson_id
+
+    async def another_learner(self, email: str, name: str = "Bob") -> tuple[TestClientProtocol, int]:
+        """A second learner (their own cookies) signed up on this app, with a lesson of their own."""
+        client = self.app.test_client()
+        await register(client, email=email, name=name)
+        return client, await self.new_lesson(client)
+
+    def peer(self) -> LessonClient:
+        """A peer closed when the test ends."""
+        peer = LessonClient()
+        self.peers.append(peer)
+        return peer
 
     async def connect(self, keep_audio: bool = False) -> LessonClient:
         """Join the lesson as the page does (data channel + microphone, then the offer)."""
@@ -81,8 +109,8 @@ class VoiceLesson:
         await peer.connect(self.post_offer)
         return peer
 
-    async def lesson(self) -> dict[str, Any]:
-        response = await self.client.get(f"/api/lessons/{self.lesson_id}")
+    async def lesson(self, lesson_id: int | None = None) -> dict[str, Any]:
+        response = await self.client.get(f"/api/lessons/{lesson_id or self.lesson_id}")
         assert response.status_code == 200
         body: dict[str, Any] = await response.get_json()
         return body
@@ -110,6 +138,13 @@ class VoiceLesson:
         body: dict[str, Any] = await response.get_json()
         assert response.status_code == 200, body
         return body
+
+
+async def post_offer(client: TestClientProtocol, lesson_id: int, offer: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(f"/api/lessons/{lesson_id}/offer", json=offer)
+    body: dict[str, Any] = await response.get_json()
+    assert response.status_code == 200, body
+    return body
 
 
 LessonFactory = Callable[..., Any]
@@ -144,19 +179,18 @@ async def start_lesson(tmp_path: Path, voice_models: SharedModels) -> AsyncItera
         app = create_app(settings)
         test_app = app.test_app()
         await test_app.startup()
-        stack.push_async_callback(test_app.shutdown)
         state = get_state(app)
         # Share the session's models instead of loading them per test.
         state.voice = VoiceService(settings, state.db, models=voice_models)
         stack.push_async_callback(state.voice.close)
         client = app.test_client()
         await register(client)
-        body = await create_companion(client, topic=TOPIC, **(companion or {}))
-        response = await client.post(f"/api/companions/{body['id']}/lessons")
-        assert response.status_code == 201, await response.get_data(as_text=True)
-        lesson_id = (await response.get_json())["id"]
-        lesson = VoiceLesson(app=app, client=client, lesson_id=lesson_id, llm=llm, stack=stack)
+        lesson = VoiceLesson(
+            app=app, client=client, lesson_id=0, llm=llm, stack=stack, settings=settings, test_app=test_app
+        )
+        stack.push_async_callback(lesson.shutdown)
         lessons.append(lesson)
+        lesson.lesson_id = await lesson.new_lesson(**(companion or {}))
         return lesson
 
     yield start

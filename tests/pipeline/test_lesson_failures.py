@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 import numpy as np
 import pytest
 
-from tests.conftest import create_companion, register
-from tests.pipeline.conftest import LessonFactory, is_final, is_status, words
-from tests.support.rtc_client import LessonClient
+from tests.conftest import register
+from tests.pipeline.conftest import LessonFactory, is_final, is_status, post_offer, words
+from tests.support.rtc_client import make_offer
 from tests.support.scripted_llm import unused_base_url
 
 pytestmark = pytest.mark.voice
@@ -48,18 +48,9 @@ async def test_a_full_server_says_it_is_busy_and_takes_the_lesson_once_a_slot_fr
     lesson = await start_lesson(VOICE__MAX_LIVE_LESSONS="1")
     first = await lesson.connect()
     await first.wait_for_message(is_status("in-progress"), timeout=10)
-    companion = await create_companion(lesson.client, name="Second tutor")
-    response = await lesson.client.post(f"/api/companions/{companion['id']}/lessons")
-    assert response.status_code == 201
-    second_id = (await response.get_json())["id"]
+    bob, bobs_lesson = await lesson.another_learner("bob@school.test")
 
-    async def post_offer(offer: dict[str, Any]) -> dict[str, Any]:
-        response = await lesson.client.post(f"/api/lessons/{second_id}/offer", json=offer)
-        body: dict[str, Any] = await response.get_json()
-        assert response.status_code == 200, body
-        return body
-
-    response = await lesson.client.post(f"/api/lessons/{second_id}/offer", json={"sdp": "v=0\r\n", "type": "offer"})
+    response = await bob.post(f"/api/lessons/{bobs_lesson}/offer", json=await make_offer())
     assert response.status_code == 503
     error = (await response.get_json())["error"]
     assert error["code"] == "voice_busy" and "busy" in error["message"]
@@ -68,9 +59,8 @@ async def test_a_full_server_says_it_is_busy_and_takes_the_lesson_once_a_slot_fr
     assert (await lesson.lesson())["ended_at"] is None
 
     await lesson.hang_up()
-    second = LessonClient()
-    lesson.peers.append(second)
-    await second.connect(post_offer)
+    second = lesson.peer()
+    await second.connect(partial(post_offer, bob, bobs_lesson))
     await second.wait_for_message(is_status("in-progress"), timeout=10)
 
 

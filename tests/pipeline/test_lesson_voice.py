@@ -137,15 +137,6 @@ async def test_lesson_stops_itself_at_its_duration_with_a_goodbye(start_lesson: 
     assert "goodbye" in words(stored["transcript"][-1]["text"])
 
 
-async def test_a_silent_learner_times_out(start_lesson: LessonFactory) -> None:
-    lesson = await start_lesson(VOICE__SILENCE_TIMEOUT_SECS="2")
-    peer = await lesson.connect()
-    await peer.wait_for_message(is_final("assistant", "start the session"), timeout=20)
-    status = await peer.wait_for_message(is_status("ended"), timeout=20)
-    assert status["endedReason"] == "silence-timed-out"
-    assert (await lesson.wait_ended())["end_reason"] == "silence-timed-out"
-
-
 async def test_closing_the_page_ends_the_lesson(start_lesson: LessonFactory) -> None:
     lesson = await start_lesson()
     peer = await lesson.connect()

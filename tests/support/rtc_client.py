@@ -56,6 +56,19 @@ def answer_ptime_ms(sdp: str) -> int:
 PostOffer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+async def make_offer() -> dict[str, str]:
+    """An offer as the page makes one (microphone and data channel), from a peer closed at once: a browser
+    that goes away after sending it, or an offer that is to be refused."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction="sendrecv")
+        pc.createDataChannel("chat", ordered=True)
+        await pc.setLocalDescription(await pc.createOffer())
+        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+    finally:
+        await pc.close()
+
+
 @dataclass
 class _SpeechMark:
     """Where a queued clip's last speech sample sits on the send timeline, and when it actually left.

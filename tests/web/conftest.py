@@ -110,6 +110,9 @@ def build_companion(
 
 # -- live lessons ---------------------------------------------------------------------------------------------
 
+SILENCE_TIMEOUT_SECS = 24
+SILENCE_WARNING_SECS = 10
+
 # Plain words that Whisper tiny.en hears reliably through the browser's audio processing.
 LEARNER_QUESTION = "How do plants make their food?"
 TUTOR_REPLY = "Photosynthesis is how green plants turn sunlight, water and air into sugar."
@@ -147,6 +150,9 @@ def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
             "TUTOR_VOICE__LLM__BASE_URL": llm.base_url,
             "TUTOR_VOICE__LLM__MODEL": MODEL_ID,
             "TUTOR_VOICE__LLM__TIMEOUT_SECS": "10",
+            # The silence check-in comes after 14 s without a word, longer than any pause in a test that talks.
+            "TUTOR_VOICE__SILENCE_TIMEOUT_SECS": str(SILENCE_TIMEOUT_SECS),
+            "TUTOR_VOICE__SILENCE_WARNING_SECS": str(SILENCE_WARNING_SECS),
         }
         with LiveServer(tmp_path_factory.mktemp("voice-server"), env) as server:
             yield server

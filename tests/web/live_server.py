@@ -98,10 +98,20 @@ class LiveServer:
         except OSError:
             return ""
 
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as a service manager stops the server; returns its exit status once it has exited."""
+        assert self._proc is not None, "the server is not running"
+        self._proc.terminate()
+        try:
+            return self._proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         if self._proc is None:
             return
-        self._proc.terminate()
+        if self._proc.poll() is None:
+            self._proc.terminate()
         try:
             self._proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import TUTOR_REPLY, build_companion, sign_up
+from tests.web.conftest import SILENCE_WARNING_SECS, TUTOR_REPLY, build_companion, sign_up
 from tests.web.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.voice]
@@ -86,3 +86,31 @@ def test_learner_talks_with_a_companion_and_finds_the_lesson_in_their_journey(
     expect(stored.locator(".bubble--assistant").first).to_contain_text("talking about Photosynthesis")
     expect(stored.locator(".bubble--user").first).to_contain_text(HEARD)
     expect(stored.locator(".bubble--assistant", has_text="turn sunlight")).to_contain_text(TUTOR_REPLY)
+
+
+def test_a_muted_learner_is_asked_whether_they_are_there_before_a_silent_lesson_ends(voice_page: Page) -> None:
+    page = voice_page
+    sign_up(page, "Sam Silent")
+    build_companion(page, "Professor Hush", "science", "Photosynthesis", duration="5 minutes")
+    page.get_by_role("button", name="Start lesson").click()
+    expect(page.locator(".lesson-page")).to_have_attribute("data-phase", "live", timeout=LESSON_TIMEOUT_MS)
+    # Muted before the fake microphone's question (10 s in): the server hears nothing from here on.
+    page.get_by_role("button", name="Mute microphone").click()
+    expect(page.locator("#mic-state")).to_have_text("Microphone off")
+
+    notice = page.locator("#silence-notice")
+    expect(notice).to_be_visible(timeout=LESSON_TIMEOUT_MS)
+    expect(notice).to_have_attribute("role", "alert")
+    expect(notice).to_contain_text("Are you still there?")
+    expect(notice).to_contain_text(re.compile(r"The lesson ends in \d+ seconds? unless you speak\."))
+    expect(notice).to_contain_text("Your microphone is off: unmute it to carry on.")
+    seconds = int(re.search(r"ends in (\d+)", notice.inner_text()).group(1))  # type: ignore[union-attr]
+    assert 0 < seconds <= SILENCE_WARNING_SECS
+    # The tutor asks out loud too, and the question is a line of the transcript.
+    tutor = page.get_by_role("log").locator(".bubble--assistant")
+    expect(tutor.filter(has_text="still there")).to_have_count(1)
+
+    # Nobody answers: the lesson ends for silence, and the notice goes with it.
+    outcome = page.locator(".lesson-end")
+    expect(outcome.get_by_role("heading")).to_have_text("Ended after a long silence", timeout=LESSON_TIMEOUT_MS)
+    expect(notice).to_be_hidden()

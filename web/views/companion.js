@@ -104,6 +104,39 @@ export async function companionView(ctx) {
   );
   const messageSlot = h("div", { class: "lesson-message", "aria-live": "polite" });
   const errorSlot = h("div", { class: "lesson-error" });
+  // The server's warning before it ends a silent lesson ({type: "silence-warning", secondsLeft}); gone once the
+  // learner speaks. A muted learner is silent too, so they see it as well, with how to carry on.
+  const silenceText = h("div", {});
+  const silenceNotice = h(
+    "div",
+    { class: "alert alert--warn silence-notice", role: "alert", id: "silence-notice", hidden: true },
+    icon("info", { size: 20 }),
+    silenceText,
+  );
+  let silenceEndsAt = 0;
+  let silenceTimer = 0;
+
+  function drawSilenceNotice() {
+    const left = Math.max(0, Math.ceil((silenceEndsAt - Date.now()) / 1000));
+    const muted = client ? client.isMuted() : false;
+    silenceText.textContent =
+      `Are you still there? The lesson ends in ${plural(left, "second")} unless you speak.` +
+      (muted ? " Your microphone is off: unmute it to carry on." : "");
+  }
+
+  function showSilenceNotice(secondsLeft) {
+    silenceEndsAt = Date.now() + Math.max(0, Number(secondsLeft) || 0) * 1000;
+    drawSilenceNotice();
+    silenceNotice.hidden = false;
+    window.clearInterval(silenceTimer);
+    silenceTimer = window.setInterval(drawSilenceNotice, 250);
+  }
+
+  function hideSilenceNotice() {
+    window.clearInterval(silenceTimer);
+    silenceTimer = 0;
+    silenceNotice.hidden = true;
+  }
 
   const transcriptList = h("ol", {
     class: "transcript",
@@ -294,7 +327,11 @@ export async function companionView(ctx) {
     });
     voice.on("message", (message) => {
       if (!message || typeof message !== "object") return;
-      if (message.type === "transcript") onTranscript(message);
+      const learnerSpoke =
+        message.role === "user" && (message.type === "transcript" || (message.type === "speech-update" && message.status === "started"));
+      if (learnerSpoke) hideSilenceNotice();
+      if (message.type === "silence-warning") showSilenceNotice(message.secondsLeft);
+      else if (message.type === "transcript") onTranscript(message);
       else if (message.type === "status-update" && message.status === "ended" && message.endedReason) {
         endedReason = message.endedReason;
       } else if (message.type === "error") {
@@ -312,6 +349,7 @@ export async function companionView(ctx) {
     if (phase === "ended" || phase === "idle") return;
     setPhase("ended");
     stopClock();
+    hideSilenceNotice();
     root.classList.remove("is-speaking");
     tutorAvatar.style.setProperty("--level", "0");
     errorSlot.replaceChildren();
@@ -441,6 +479,7 @@ export async function companionView(ctx) {
     const muted = !client.isMuted();
     client.setMuted(muted);
     drawMute();
+    if (!silenceNotice.hidden) drawSilenceNotice();
     announce(muted ? "Microphone off" : "Microphone on");
   });
 
@@ -457,7 +496,7 @@ export async function companionView(ctx) {
             class: "btn btn--ghost btn--sm btn--danger-text",
             onclick: async () => {
               if (phase === "live" || phase === "connecting") return;
-              if (!window.confirm(`Delete ${companion.name}? Its lessons and their transcripts are deleted too, for every learner.`)) return;
+              if (!window.confirm(`Delete ${companion.name}? It leaves the library and takes no new lessons; every lesson already held with it, and its transcript, stays in each learner's history.`)) return;
               try {
                 await del(`/api/companions/${companion.id}`);
                 await app.refreshMe();
@@ -522,6 +561,7 @@ export async function companionView(ctx) {
       ),
     ),
     errorSlot,
+    silenceNotice,
     messageSlot,
     h(
       "section",
@@ -540,6 +580,7 @@ export async function companionView(ctx) {
     cleanup: () => {
       disposed = true;
       stopClock();
+      hideSilenceNotice();
       if (client && (phase === "live" || phase === "connecting" || phase === "ending")) client.stop();
       if (client) detach(client);
     },
