@@ -67,6 +67,10 @@ class UserOut(BaseModel):
     sso: bool
     created_at: datetime
 
+    def signed_in(self) -> CurrentUser:
+        """The account as a session signs it in."""
+        return CurrentUser(self.id, self.email, self.name, self.plan, self.is_admin)
+
 
 class MeOut(UserOut):
     usage: Usage
@@ -127,20 +131,38 @@ async def register(
     password: str,
     name: str,
     *,
-    plan: str = "free",
+    settings: Settings | None = None,
+    plan: str | None = None,
     is_admin: bool = False,
-    min_password_length: int = DEFAULT_MIN_PASSWORD_LENGTH,
+    min_password_length: int | None = None,
 ) -> UserOut:
+    """Create a local account with a password.
+
+    With `settings`, a learner is signing themself up: refused while the school has closed registration, on the
+    school's default plan and password rule. Without, an administrator creates the account (the command line),
+    which closed registration does not stop.
+    """
+    if settings is not None:
+        if not settings.auth.allow_registration:
+            raise Forbidden("registration_closed", "This school creates accounts for you; sign in with your school.")
+        plan = plan or settings.plans.default_plan
+        if min_password_length is None:
+            min_password_length = settings.auth.min_password_length
     email = normalize_email(email)
-    check_new_password(password, min_password_length)
+    check_new_password(password, DEFAULT_MIN_PASSWORD_LENGTH if min_password_length is None else min_password_length)
     password_hash = await asyncio.to_thread(_hasher.hash, password)
     try:
         async with db.write() as session:
             if await user_store.by_email(session, email) is not None:
                 raise Conflict("email_taken", "An account with this email already exists.")
-            user = User(email=email, name=name.strip(), password_hash=password_hash, plan=plan, is_admin=is_admin)
-            session.add(user)
-            await session.flush()
+            user = await user_store.create(
+                session,
+                email=email,
+                name=name.strip(),
+                password_hash=password_hash,
+                plan=plan or "free",
+                is_admin=is_admin,
+            )
             return _out(user)
     except IntegrityError as exc:
         raise Conflict("email_taken", "An account with this email already exists.") from exc
@@ -218,7 +240,7 @@ async def change_password(
         row = await user_store.lock(session, user.id)
         if row is None:
             raise Unauthorized()
-        row.password_hash = new_hash
+        await user_store.set_password_hash(session, row, new_hash)
         ended = await session_store.remove_for_user(session, user.id, keep=keep_session)
     await signin_throttle.clear_account(db, user.email)
     return ended
@@ -232,11 +254,10 @@ async def set_disabled(db: Database, email: str, disabled: bool) -> tuple[UserOu
             raise NotFound("user_not_found", f"no account with email {email}")
         ended = 0
         if disabled:
-            user.disabled_at = user.disabled_at or utcnow()
+            await user_store.set_disabled_at(session, user, user.disabled_at or utcnow())
             ended = await session_store.remove_for_user(session, user.id)
         else:
-            user.disabled_at = None
-        await session.flush()
+            await user_store.set_disabled_at(session, user, None)
         return _out(user), ended
 
 
@@ -261,20 +282,19 @@ async def sso_sign_in(
                     raise Conflict("email_taken", "This email belongs to another single sign-on account.")
                 # A local account with the same school email is linked to the school identity.
                 user = existing
-                user.oidc_issuer, user.oidc_subject = issuer, subject
+                await user_store.link_oidc(session, user, issuer, subject)
             else:
-                user = User(
+                user = await user_store.create(
+                    session,
                     email=email,
                     name=(name or email.split("@")[0])[:100],
                     oidc_issuer=issuer,
                     oidc_subject=subject,
                     plan=plan or default_plan,
                 )
-                session.add(user)
         _refuse_disabled(user)
-        if plan is not None:
-            user.plan = plan
-        await session.flush()
+        if plan is not None and user.plan != plan:
+            await user_store.set_plan(session, user, plan)
         return current(user)
 
 
@@ -285,8 +305,7 @@ async def set_plan(db: Database, email: str, plan: str) -> UserOut:
         user = await user_store.by_email(session, normalize_email(email))
         if user is None:
             raise NotFound("user_not_found", f"no account with email {email}")
-        user.plan = plan
-        await session.flush()
+        await user_store.set_plan(session, user, plan)
         return _out(user)
 
 

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from server.accounts import CurrentUser
 from server.errors import NotFound
+from server.store import bookmarks as store
+from server.store import companions as companion_store
 from server.store.db import Database
-from server.store.models import Bookmark, Companion
 
 
 async def add(db: Database, user: CurrentUser, companion_id: int) -> None:
-    insert = sqlite_insert if db.is_sqlite else pg_insert
     async with db.write() as session:
-        companion = await session.get(Companion, companion_id)
+        companion = await companion_store.get(session, companion_id)
         # An archived companion has left the library: it can be unsaved, not saved anew.
         if companion is None or companion.archived_at is not None:
             raise NotFound("companion_not_found", "No companion with that id.")
-        await session.execute(
-            insert(Bookmark).values(learner_id=user.id, companion_id=companion_id).on_conflict_do_nothing()
-        )
+        await store.add(session, user.id, companion_id)
 
 
 async def remove(db: Database, user: CurrentUser, companion_id: int) -> None:
     async with db.write() as session:
-        if await session.get(Companion, companion_id) is None:
+        if await companion_store.get(session, companion_id) is None:
             raise NotFound("companion_not_found", "No companion with that id.")
-        await session.execute(
-            delete(Bookmark).where(Bookmark.learner_id == user.id, Bookmark.companion_id == companion_id)
-        )
+        await store.remove(session, user.id, companion_id)

@@ -127,9 +127,7 @@ async def create(db: Database, settings: Settings, user: CurrentUser, data: Comp
                 "companion_limit_reached",
                 f"Your {author.plan} plan allows {limit} companions. Upgrade your plan to build more.",
             )
-        companion = Companion(author_id=user.id, **data.model_dump())
-        session.add(companion)
-        await session.flush()
+        companion = await store.create(session, user.id, data.model_dump())
         row = await store.one_row(session, user.id, companion.id)
     assert row is not None
     return to_out(row, user.id)
@@ -146,10 +144,15 @@ async def list_page(
     sort: str = "recent",
     author_id: int | None = None,
 ) -> CompanionPage:
-    filters = store.CompanionFilter(subject=subject or None, topic=topic or None, author_id=author_id)
+    filters = store.CompanionFilter(subject=subject or None, topic=(topic or "").strip() or None, author_id=author_id)
     async with db.read() as session:
         rows, total = await store.page(session, user.id, filters, offset=(page - 1) * limit, limit=limit, sort=sort)
     return CompanionPage(items=[to_out(r, user.id) for r in rows], page=page, limit=limit, total=total)
+
+
+async def mine(db: Database, user: CurrentUser, *, page: int, limit: int) -> CompanionPage:
+    """The companions I built that are still in the library, newest first."""
+    return await list_page(db, user, subject=None, topic=None, page=page, limit=limit, author_id=user.id)
 
 
 async def get(db: Database, user: CurrentUser, companion_id: int) -> CompanionOut:
@@ -173,11 +176,9 @@ async def _own(session: AsyncSession, user: CurrentUser, companion_id: int) -> C
 async def update(db: Database, user: CurrentUser, companion_id: int, patch: CompanionPatch) -> CompanionOut:
     async with db.write() as session:
         companion = await _own(session, user, companion_id)
-        for key, value in patch.model_dump(exclude_unset=True).items():
-            if value is None:
-                continue
-            setattr(companion, key, value)
-        await session.flush()
+        # A field sent as null is left as it is: every column is required.
+        changes = {key: value for key, value in patch.model_dump(exclude_unset=True).items() if value is not None}
+        await store.change(session, companion, changes)
         row = await store.one_row(session, user.id, companion_id)
     assert row is not None
     return to_out(row, user.id)

@@ -132,17 +132,8 @@ async def start(
                     "lesson_limit_reached",
                     f"Your {learner.plan} plan allows {limit} lessons{period}. Upgrade your plan for more.",
                 )
-        lesson = Lesson(
-            companion_id=companion_id,
-            companion_name=companion.name,
-            companion_subject=companion.subject,
-            companion_topic=companion.topic,
-            learner_id=user.id,
-            started_at=datetime.now(UTC),
-            holder=holder if settings.voice.backend == "local" else None,
-        )
-        session.add(lesson)
-        await session.flush()
+        holder = holder if settings.voice.backend == "local" else None
+        lesson = await store.add(session, companion, user.id, datetime.now(UTC), holder)
         row = await companion_store.one_row(session, user.id, companion_id)
     assert row is not None
     return _lesson_out(lesson, to_out(row, user.id))
@@ -220,8 +211,7 @@ async def append_transcript(db: Database, lesson_id: int, role: Role, text: str)
     async with db.write() as session:
         if await store.lock(session, lesson_id) is None:
             raise NotFound("lesson_not_found", "No lesson with that id.")
-        position = await store.next_position(session, lesson_id)
-        session.add(TranscriptEntry(lesson_id=lesson_id, position=position, role=role, text=text))
+        await store.append_entry(session, lesson_id, role, text)
 
 
 async def end_lesson(db: Database, lesson_id: int, reason: str, *, ended_at: datetime | None = None) -> None:

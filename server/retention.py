@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from server.accounts import normalize_email
 from server.errors import NotFound
+from server.store import bookmarks as bookmark_store
+from server.store import companions as companion_store
+from server.store import lessons as lesson_store
 from server.store import users as user_store
 from server.store.db import Database
-from server.store.models import Bookmark, Companion, Lesson, TranscriptEntry
 from server.timeutil import as_utc
 
 
@@ -25,21 +25,13 @@ async def export_learner(db: Database, email: str) -> dict[str, Any]:
         user = await user_store.by_email(session, normalize_email(email))
         if user is None:
             raise NotFound("user_not_found", f"no account with email {email}")
-        companions = (await session.execute(select(Companion).where(Companion.author_id == user.id))).scalars()
-        lessons = list(
-            (await session.execute(select(Lesson).where(Lesson.learner_id == user.id).order_by(Lesson.id))).scalars()
-        )
-        entries = (
-            await session.execute(
-                select(TranscriptEntry)
-                .where(TranscriptEntry.lesson_id.in_([x.id for x in lessons]))
-                .order_by(TranscriptEntry.lesson_id, TranscriptEntry.position)
-            )
-        ).scalars()
+        companions = await companion_store.by_author(session, user.id)
+        lessons = await lesson_store.for_learner(session, user.id)
+        entries = await lesson_store.transcripts(session, [x.id for x in lessons])
         by_lesson: dict[int, list[dict[str, Any]]] = {}
         for e in entries:
             by_lesson.setdefault(e.lesson_id, []).append({"role": e.role, "text": e.text, "at": _iso(e.at)})
-        marks = (await session.execute(select(Bookmark).where(Bookmark.learner_id == user.id))).scalars()
+        marks = await bookmark_store.for_learner(session, user.id)
         return {
             "account": {
                 "email": user.email,
@@ -88,13 +80,11 @@ async def delete_learner(db: Database, email: str) -> None:
         user = await user_store.by_email(session, normalize_email(email))
         if user is None:
             raise NotFound("user_not_found", f"no account with email {email}")
-        await session.delete(user)
+        await user_store.delete(session, user)
 
 
 async def prune_transcripts(db: Database, older_than_days: int) -> int:
     """Delete transcripts of lessons started more than N days ago; the lessons themselves stay in the history."""
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
-    old_lessons = select(Lesson.id).where(Lesson.started_at < cutoff)
     async with db.write() as session:
-        result = await session.execute(delete(TranscriptEntry).where(TranscriptEntry.lesson_id.in_(old_lessons)))
-    return int(getattr(result, "rowcount", 0) or 0)
+        return await lesson_store.prune_transcripts(session, cutoff)

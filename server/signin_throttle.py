@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from server.errors import AppError
@@ -77,23 +78,44 @@ async def record_failure(db: Database, settings: Settings, keys: Sequence[str]) 
     async with db.write() as session:
         for row in await failure_store.lock_rows(session, keys, now):
             limit = throttle.account_failures if row.key.startswith(ACCOUNT_PREFIX) else throttle.address_failures
-            _count(row, now, window, limit, throttle.lock_seconds, throttle.max_lock_seconds)
+            count = _count(row, now, window, limit, throttle.lock_seconds, throttle.max_lock_seconds)
+            await failure_store.save(
+                session,
+                row,
+                failures=count.failures,
+                window_start=count.window_start,
+                lockouts=count.lockouts,
+                locked_until=count.locked_until,
+            )
     # Forget keys nobody has failed on for a while, in a transaction of its own that holds no other row.
     async with db.write() as session:
         await failure_store.remove_stale(session, now - window, now - window)
 
 
-def _count(row: SignInFailure, now: datetime, window: timedelta, limit: int, lock: int, max_lock: int) -> None:
+@dataclass(frozen=True)
+class _Count:
+    """A key's count after one more failure."""
+
+    failures: int
+    window_start: datetime
+    lockouts: int
+    locked_until: datetime | None
+
+
+def _count(row: SignInFailure, now: datetime, window: timedelta, limit: int, lock: int, max_lock: int) -> _Count:
+    failures, window_start, lockouts = row.failures, row.window_start, row.lockouts
     locked_until = as_utc(row.locked_until) if row.locked_until is not None else None
-    if now >= as_utc(row.window_start) + window:
-        row.failures, row.window_start = 0, now
+    new_lock = row.locked_until
+    if now >= as_utc(window_start) + window:
+        failures, window_start = 0, now
         if locked_until is None or now >= locked_until + window:
-            row.lockouts = 0
-    row.failures += 1
-    if row.failures >= limit and (locked_until is None or locked_until <= now):
-        row.lockouts += 1
-        seconds = min(lock * 2 ** min(row.lockouts - 1, MAX_DOUBLINGS), max_lock)
-        row.locked_until = now + timedelta(seconds=seconds)
+            lockouts = 0
+    failures += 1
+    if failures >= limit and (locked_until is None or locked_until <= now):
+        lockouts += 1
+        seconds = min(lock * 2 ** min(lockouts - 1, MAX_DOUBLINGS), max_lock)
+        new_lock = now + timedelta(seconds=seconds)
+    return _Count(failures, window_start, lockouts, new_lock)
 
 
 async def clear_account(db: Database, normalized_email: str) -> None:

@@ -18,7 +18,7 @@ from server.lessons import Role
 from server.settings import Settings
 from server.store import lessons as store
 from server.store.db import Database
-from server.store.models import Lesson, TranscriptEntry
+from server.store.models import Lesson
 from server.timeutil import as_utc
 
 # "stored": the message changed the lesson; "unchanged": already stored, or superseded by the end-of-call
@@ -211,7 +211,7 @@ async def _lesson_for_call(session: AsyncSession, message: ServerMessageIn) -> t
             holder = await store.lesson_id_for_call(session, call_id)
             if holder is not None and holder != lesson.id:
                 raise Conflict("call_mismatch", "This call is already recorded against another lesson.")
-            lesson.external_call_id = call_id
+            await store.tie_call(session, lesson, call_id)
             return lesson, True
         if lesson.external_call_id != call_id:
             raise Conflict("call_mismatch", "This lesson is already recorded against another call.")
@@ -228,9 +228,7 @@ async def _status_update(db: Database, message: ServerMessageIn) -> Outcome:
             ended_at = _utc(call.endedAt) or datetime.now(UTC)
             started_at = _utc(call.startedAt) or as_utc(lesson.started_at)
             reason = _clean(message.endedReason or call.endedReason or "") or UNKNOWN_REASON
-            lesson.ended_at = ended_at
-            lesson.length_seconds = _length(started_at, ended_at)
-            lesson.end_reason = reason[:REASON_LENGTH]
+            await store.close(session, lesson, ended_at, _length(started_at, ended_at), reason[:REASON_LENGTH])
             changed = True
     return "stored" if changed else "unchanged"
 
@@ -258,13 +256,8 @@ async def _transcript(db: Database, message: ServerMessageIn) -> Outcome:
             return "unchanged"
         if await store.has_external_entry(session, lesson.id, external_id):
             return "unchanged"
-        position = await store.next_position(session, lesson.id)
         at = _from_epoch_ms(message.timestamp) or datetime.now(UTC)
-        session.add(
-            TranscriptEntry(
-                lesson_id=lesson.id, position=position, role=role, text=text, at=at, external_id=external_id
-            )
-        )
+        await store.append_entry(session, lesson.id, role, text, at=at, external_id=external_id)
     return "stored"
 
 
@@ -312,27 +305,17 @@ async def _end_of_call_report(db: Database, message: ServerMessageIn) -> Outcome
         if utterances is not None:
             # The report is the whole conversation: it replaces what the live transcript events stored, so
             # an utterance that came both ways is kept once.
-            await store.clear_transcript(session, lesson.id)
-            for position, utterance in enumerate(utterances, start=1):
-                session.add(
-                    TranscriptEntry(
-                        lesson_id=lesson.id,
-                        position=position,
-                        role=utterance.role,
-                        text=utterance.text,
-                        at=utterance.at,
-                        external_id=f"report:{position}",
-                    )
-                )
+            entries = [
+                store.NewEntry(u.role, u.text, u.at, external_id=f"report:{position}")
+                for position, u in enumerate(utterances, start=1)
+            ]
+            await store.replace_transcript(session, lesson.id, entries)
         ended_at = _utc(message.endedAt) or _utc(call.endedAt) or _utc(lesson.ended_at) or datetime.now(UTC)
         length = _seconds(message.durationSeconds)
         if length is None:
             length = _length(started or as_utc(lesson.started_at), ended_at)
         reason = _clean(message.endedReason or call.endedReason or "") or lesson.end_reason or UNKNOWN_REASON
-        lesson.ended_at = ended_at
-        lesson.length_seconds = length
-        lesson.end_reason = reason[:REASON_LENGTH]
-        lesson.call_reported_at = datetime.now(UTC)
+        await store.close(session, lesson, ended_at, length, reason[:REASON_LENGTH], reported_at=datetime.now(UTC))
     return "stored"
 
 

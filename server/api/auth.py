@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from server import accounts, sessions
 from server.accounts import CurrentUser, UserOut
-from server.errors import Forbidden, Unauthorized
+from server.errors import Unauthorized
 from server.sessions import SessionList
 from server.signin_throttle import TooManyAttempts
 from server.state import get_state
@@ -180,18 +180,9 @@ async def _too_many(exc: TooManyAttempts) -> tuple[Response, int, dict[str, str]
 @bp.post("/register")
 @validate_request(RegisterIn)
 async def register(data: RegisterIn) -> tuple[UserOut, int]:
-    settings = get_state().settings
-    if not settings.auth.allow_registration:
-        raise Forbidden("registration_closed", "This school creates accounts for you; sign in with your school.")
-    user = await accounts.register(
-        get_state().db,
-        data.email,
-        data.password,
-        data.name,
-        plan=settings.plans.default_plan,
-        min_password_length=settings.auth.min_password_length,
-    )
-    await sign_in(CurrentUser(user.id, user.email, user.name, user.plan, user.is_admin))
+    state = get_state()
+    user = await accounts.register(state.db, data.email, data.password, data.name, settings=state.settings)
+    await sign_in(user.signed_in())
     return user, 201
 
 

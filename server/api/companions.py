@@ -34,7 +34,7 @@ async def list_companions(query_args: CompanionQuery) -> CompanionPage:
         get_state().db,
         current_user(),
         subject=query_args.subject,
-        topic=(query_args.topic or "").strip() or None,
+        topic=query_args.topic,
         page=query_args.page,
         limit=query_args.limit,
         sort=query_args.sort,

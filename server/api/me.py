@@ -38,16 +38,7 @@ async def me() -> MeOut:
 @validate_querystring(PageQuery)
 @validate_response(CompanionPage)
 async def my_companions(query_args: PageQuery) -> CompanionPage:
-    user = current_user()
-    return await companions.list_page(
-        get_state().db,
-        user,
-        subject=None,
-        topic=None,
-        page=query_args.page,
-        limit=query_args.limit,
-        author_id=user.id,
-    )
+    return await companions.mine(get_state().db, current_user(), page=query_args.page, limit=query_args.limit)
 
 
 @bp.get("/lessons")

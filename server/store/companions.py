@@ -6,7 +6,7 @@ view of its companion asks for archived ones too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -168,3 +168,24 @@ async def erase(session: AsyncSession, companion: Companion) -> None:
     """Delete the row; its bookmarks go with it (ON DELETE CASCADE)."""
     await session.delete(companion)
     await session.flush()
+
+
+async def create(session: AsyncSession, author_id: int, fields: Mapping[str, Any]) -> Companion:
+    """Insert a companion by this author with these columns (name, subject, topic, voice, style, duration)."""
+    companion = Companion(author_id=author_id, **fields)
+    session.add(companion)
+    await session.flush()
+    return companion
+
+
+async def change(session: AsyncSession, companion: Companion, changes: Mapping[str, Any]) -> None:
+    """Write these column values onto the companion (its `updated_at` moves on)."""
+    for key, value in changes.items():
+        setattr(companion, key, value)
+    await session.flush()
+
+
+async def by_author(session: AsyncSession, author_id: int) -> list[Companion]:
+    """Every companion the author built, archived ones included."""
+    query = select(Companion).where(Companion.author_id == author_id)
+    return list((await session.execute(query)).scalars())

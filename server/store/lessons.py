@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
@@ -97,3 +99,106 @@ async def has_external_entry(session: AsyncSession, lesson_id: int, external_id:
 
 async def clear_transcript(session: AsyncSession, lesson_id: int) -> None:
     await session.execute(delete(TranscriptEntry).where(TranscriptEntry.lesson_id == lesson_id))
+
+
+async def add(
+    session: AsyncSession, companion: Companion, learner_id: int, started_at: datetime, holder: str | None
+) -> Lesson:
+    """Insert a lesson with a snapshot of its companion, so the lesson still names it once the companion is gone."""
+    lesson = Lesson(
+        companion_id=companion.id,
+        companion_name=companion.name,
+        companion_subject=companion.subject,
+        companion_topic=companion.topic,
+        learner_id=learner_id,
+        started_at=started_at,
+        holder=holder,
+    )
+    session.add(lesson)
+    await session.flush()
+    return lesson
+
+
+async def append_entry(
+    session: AsyncSession,
+    lesson_id: int,
+    role: str,
+    text: str,
+    *,
+    at: datetime | None = None,
+    external_id: str | None = None,
+) -> None:
+    """Add an utterance after the lesson's last one; hold the lesson's lock so two appends never share a number."""
+    position = await next_position(session, lesson_id)
+    entry = TranscriptEntry(lesson_id=lesson_id, position=position, role=role, text=text, external_id=external_id)
+    if at is not None:
+        entry.at = at
+    session.add(entry)
+    await session.flush()
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    role: str
+    text: str
+    at: datetime
+    external_id: str | None = None
+
+
+async def replace_transcript(session: AsyncSession, lesson_id: int, entries: Sequence[NewEntry]) -> None:
+    """The lesson's transcript becomes exactly these utterances, numbered from 1 in this order."""
+    await clear_transcript(session, lesson_id)
+    for position, e in enumerate(entries, start=1):
+        session.add(
+            TranscriptEntry(
+                lesson_id=lesson_id, position=position, role=e.role, text=e.text, at=e.at, external_id=e.external_id
+            )
+        )
+    await session.flush()
+
+
+async def tie_call(session: AsyncSession, lesson: Lesson, call_id: str) -> None:
+    """Record the hosted call a (locked) lesson is held in."""
+    lesson.external_call_id = call_id
+    await session.flush()
+
+
+async def close(
+    session: AsyncSession,
+    lesson: Lesson,
+    ended_at: datetime,
+    length: int,
+    reason: str,
+    *,
+    reported_at: datetime | None = None,
+) -> None:
+    """Write a (locked) lesson's end; with `reported_at`, its call's final report is stored and nothing changes it."""
+    lesson.ended_at = ended_at
+    lesson.length_seconds = length
+    lesson.end_reason = reason
+    if reported_at is not None:
+        lesson.call_reported_at = reported_at
+    await session.flush()
+
+
+async def for_learner(session: AsyncSession, learner_id: int) -> list[Lesson]:
+    """Every lesson of the learner, oldest first."""
+    query = select(Lesson).where(Lesson.learner_id == learner_id).order_by(Lesson.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def transcripts(session: AsyncSession, lesson_ids: Sequence[int]) -> list[TranscriptEntry]:
+    """The entries of these lessons, lesson by lesson, each in spoken order."""
+    query = (
+        select(TranscriptEntry)
+        .where(TranscriptEntry.lesson_id.in_(lesson_ids))
+        .order_by(TranscriptEntry.lesson_id, TranscriptEntry.position)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def prune_transcripts(session: AsyncSession, started_before: datetime) -> int:
+    """Delete the transcripts of lessons started before a moment; returns how many entries went."""
+    old_lessons = select(Lesson.id).where(Lesson.started_at < started_before)
+    result = await session.execute(delete(TranscriptEntry).where(TranscriptEntry.lesson_id.in_(old_lessons)))
+    return int(getattr(result, "rowcount", 0) or 0)

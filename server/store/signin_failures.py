@@ -62,3 +62,17 @@ async def remove_stale(session: AsyncSession, window_before: datetime, lock_befo
         .with_for_update(skip_locked=True)
     )
     await session.execute(delete(SignInFailure).where(SignInFailure.key.in_(stale)))
+
+
+async def save(
+    session: AsyncSession,
+    row: SignInFailure,
+    *,
+    failures: int,
+    window_start: datetime,
+    lockouts: int,
+    locked_until: datetime | None,
+) -> None:
+    """Write a (locked) key's new count."""
+    row.failures, row.window_start, row.lockouts, row.locked_until = failures, window_start, lockouts, locked_until
+    await session.flush()

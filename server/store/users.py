@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,3 +37,56 @@ async def list_all(session: AsyncSession, limit: int = 1000) -> list[User]:
 
 async def count(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    email: str,
+    name: str,
+    plan: str,
+    password_hash: str | None = None,
+    is_admin: bool = False,
+    oidc_issuer: str | None = None,
+    oidc_subject: str | None = None,
+) -> User:
+    """Insert an account; a taken email or identity raises IntegrityError here (at the flush), not at commit."""
+    user = User(
+        email=email,
+        name=name,
+        password_hash=password_hash,
+        plan=plan,
+        is_admin=is_admin,
+        oidc_issuer=oidc_issuer,
+        oidc_subject=oidc_subject,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def set_password_hash(session: AsyncSession, user: User, password_hash: str) -> None:
+    user.password_hash = password_hash
+    await session.flush()
+
+
+async def set_disabled_at(session: AsyncSession, user: User, disabled_at: datetime | None) -> None:
+    user.disabled_at = disabled_at
+    await session.flush()
+
+
+async def set_plan(session: AsyncSession, user: User, plan: str) -> None:
+    user.plan = plan
+    await session.flush()
+
+
+async def link_oidc(session: AsyncSession, user: User, issuer: str, subject: str) -> None:
+    """Tie a local account to a single sign-on identity."""
+    user.oidc_issuer, user.oidc_subject = issuer, subject
+    await session.flush()
+
+
+async def delete(session: AsyncSession, user: User) -> None:
+    """Delete the account; what it owns goes with it (ON DELETE CASCADE)."""
+    await session.delete(user)
+    await session.flush()
