@@ -32,13 +32,13 @@ serve: setup
 	$(BIN)/tutor serve
 
 lint: setup
-	$(BIN)/ruff check server tests bench scripts
-	$(BIN)/ruff format --check server tests bench scripts
+	$(BIN)/ruff check server harness tests bench scripts
+	$(BIN)/ruff format --check server harness tests bench scripts
 	$(BIN)/mypy
 
 fmt: setup
-	$(BIN)/ruff format server tests bench scripts
-	$(BIN)/ruff check --fix server tests bench scripts
+	$(BIN)/ruff format server harness tests bench scripts
+	$(BIN)/ruff check --fix server harness tests bench scripts
 
 test: setup system-deps lint
 	$(BIN)/pytest

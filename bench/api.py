@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # so `python bench/api.py` finds `server` and `tests` like `python -m bench.api`
+if str(REPO) not in sys.path:  # so `python bench/api.py` finds `server` and `harness` like `python -m bench.api`
     sys.path.insert(0, str(REPO))
 
 from argon2 import PasswordHasher  # noqa: E402
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             url = f"sqlite+aiosqlite:///{workdir / 'sqlite' / 'tutor.db'}"
             results += measure("sqlite", url, workdir, scale, **options)
         if args.only in (None, "postgres"):
-            from tests.support.postgres import PostgresCluster
+            from harness.postgres import PostgresCluster
 
             with PostgresCluster() as cluster:
                 results += measure("postgres", cluster.new_database(), workdir, scale, **options)

@@ -42,11 +42,13 @@ from typing import Any, TextIO
 import httpx
 import numpy as np
 
-from tests.support.rtc_client import LessonClient
-from tests.support.scripted_llm import ScriptedLLM
-from tests.support.speech import synthesize
-
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # so `python bench/voice.py` finds `server` and `harness` like `python -m bench.voice`
+    sys.path.insert(0, str(REPO))
+
+from harness.rtc_client import LessonClient  # noqa: E402
+from harness.scripted_llm import ScriptedLLM  # noqa: E402
+from harness.speech import synthesize  # noqa: E402
 
 V2V_TARGET_SECS = 2.0
 """The concurrency bar from issue 3: the largest K whose p95 voice-to-voice stays within this."""
@@ -992,7 +994,7 @@ def print_report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> None:
 
 def tutor_texts() -> tuple[str, str]:
     """Our configured system prompt and greeting for the benchmark companion, given to stock pipecat too."""
-    from server.pipeline.settings import VoiceSettings
+    from server.settings import VoiceSettings
 
     voice = VoiceSettings()
     return voice.system_prompt.format(**COMPANION), voice.first_message.format(**COMPANION)

@@ -19,9 +19,10 @@ sys.path.insert(0, str(REPO))
 
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright  # noqa: E402
 
-from tests.support.scripted_llm import MODEL_ID, ScriptedLLM  # noqa: E402
-from tests.support.speech import synthesize, write_wav  # noqa: E402
-from tests.web.live_server import CHROMIUM, LiveServer, chromium_args  # noqa: E402
+from harness.browser import CHROMIUM, chromium_args  # noqa: E402
+from harness.live_server import LiveServer  # noqa: E402
+from harness.scripted_llm import MODEL_ID, ScriptedLLM  # noqa: E402
+from harness.speech import synthesize, write_wav  # noqa: E402
 
 PASSWORD = "correct horse battery"
 DESKTOP: ViewportSize = {"width": 1280, "height": 860}

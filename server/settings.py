@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-
-from server.pipeline.settings import VoiceSettings
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources import DefaultSettingsSource
 
 ENV_PREFIX = "TUTOR_"
-# Keys that may only come from the environment: a value for them in config.toml is refused.
-SECRET_KEYS = {
-    ("server", "secret_key"),
-    ("auth", "sso", "client_secret"),
-    ("voice", "llm", "api_key"),
-    ("voice", "stt", "api_key"),
-    ("voice", "tts", "api_key"),
-    ("vapi", "private_key"),
-    ("vapi", "webhook_secret"),
-    ("observability", "metrics_token"),
-}
 
 
 class ConfigError(Exception):
@@ -33,6 +29,169 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# The live lessons' sections (the voice backend and each stage it uses) live here too, so that settings
+# depend on nothing above them and server/pipeline/ imports its settings from this module.
+
+
+class IceServer(_Section):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class TurnSettings(_Section):
+    """How the pipeline decides the learner has finished speaking (Silero VAD + smart-turn v3)."""
+
+    vad_confidence: float = Field(default=0.7, gt=0, lt=1)
+    vad_start_secs: float = Field(default=0.2, ge=0.05, le=2)
+    # Silence before the VAD reports a pause; transcription and smart-turn both start there.
+    vad_stop_secs: float = Field(default=0.2, ge=0.05, le=2)
+    # Silence after which the turn ends even when smart-turn thinks the learner will go on
+    # (pipecat's default is 3 s, which is most of stock pipecat's slow turns).
+    max_pause_secs: float = Field(default=1.0, ge=0.2, le=5)
+    # The same, when the transcript so far ends with a question mark: smart-turn often takes a question said
+    # with falling intonation for an unfinished turn. Set it to max_pause_secs to trust smart-turn alone.
+    question_pause_secs: float = Field(default=0.3, ge=0.05, le=5)
+    # Learners may talk over the tutor, which stops it speaking.
+    allow_interruptions: bool = True
+
+
+class STTSettings(_Section):
+    provider: Literal["whisper", "openai"] = "whisper"
+    # A CTranslate2 Whisper model directory, the name of one under models/, or "" for the bundled tiny.en.
+    model: str = ""
+    language: str = "en"
+    beam_size: int = Field(default=1, ge=1, le=10)
+    # One thread per call: tiny.en's matrices are too small for a second thread to pay (one utterance takes
+    # 0.22 s on one thread against 0.28 s on two here), and a learner who stops talking while a call runs
+    # starts at once on the other worker instead of waiting for it.
+    cpu_threads: int = Field(default=1, ge=1, le=64)
+    # Model calls run at once (CTranslate2 num_workers), each a batch of the utterances waiting when it
+    # starts; each uses cpu_threads threads.
+    workers: int = Field(default=2, ge=1, le=16)
+    compute_type: str = "int8"
+    # Hosted provider (an OpenAI-compatible /v1/audio/transcriptions endpoint); `model` then names the
+    # provider's model ("" = "whisper-1").
+    base_url: str = "http://127.0.0.1:8001/v1"
+    api_key: SecretStr | None = None
+    # A hosted call that takes longer fails the segment with an error event instead of stalling the lesson.
+    timeout_secs: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=10)
+
+
+class LLMSettings(_Section):
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "llama3.2"
+    api_key: SecretStr | None = None
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=200, ge=1, le=4096)
+    timeout_secs: float = Field(default=20.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=10)
+
+
+class TTSVoice(_Section):
+    voice: str = "en_US-joe-medium"
+    # piper's length_scale: above 1 speaks slower.
+    length_scale: float = Field(default=1.0, gt=0.3, lt=3.0)
+
+
+def _default_voices() -> dict[str, TTSVoice]:
+    return {
+        "male.formal": TTSVoice(length_scale=1.05),
+        "male.casual": TTSVoice(length_scale=0.95),
+        "female.formal": TTSVoice(length_scale=1.05),
+        "female.casual": TTSVoice(length_scale=0.95),
+    }
+
+
+class TTSSettings(_Section):
+    provider: Literal["piper", "openai"] = "piper"
+    voices: dict[str, TTSVoice] = Field(default_factory=_default_voices)
+    # Sentences synthesized at once across all lessons; each uses one onnxruntime thread.
+    workers: int = Field(default=2, ge=1, le=16)
+    # Hosted provider (an OpenAI-compatible /v1/audio/speech endpoint); the voices table then names the
+    # provider's voices (e.g. "alloy"), and speed = 1 / length_scale.
+    base_url: str = "http://127.0.0.1:8002/v1"
+    model: str = "tts-1"
+    api_key: SecretStr | None = None
+    # A hosted call that takes longer fails the sentence with an error event instead of stalling the lesson.
+    timeout_secs: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=10)
+
+
+# Live lessons per CPU core that still answer within 2 s at p95 with no stalled answer, on the bundled models
+# with the test clients on the same cores (bench/voice.py, docs/benchmarks.md).
+LESSONS_PER_CORE = 2
+
+
+class VoiceSettings(_Section):
+    backend: Literal["local", "vapi"] = "local"
+    # Load every model when the server starts (else on the first lesson).
+    preload: bool = True
+    # Live lessons one server process takes at once; more get a 503 (0 = no limit). "auto" allows
+    # LESSONS_PER_CORE per CPU core the process may use, with headroom (docs/deploy.md, "Size").
+    max_live_lessons: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    # An upper bound on any lesson in seconds, whatever its companion's duration (0 = none).
+    max_lesson_secs: float = Field(default=0, ge=0)
+    # Seconds to wait for the learner's browser to connect after the offer was answered; a lesson that has not
+    # connected by then gives its voice slot back (a browser on a working network connects within a second or two).
+    connect_timeout_secs: float = Field(default=10, gt=0)
+    # How long a gap in the learner's packets may hold back the audio after it, waiting for the missing one.
+    input_jitter_ms: int = Field(default=20, ge=0, le=160)
+    # Opus packet length both ways (the answer's a=ptime): 40 ms halves the packets each lesson handles
+    # against WebRTC's usual 20 ms, for 20 ms more delay at the learner's microphone.
+    packet_ms: Literal[20, 40, 60] = 40
+
+    # Log each reply's latency breakdown (VAD wait, STT, turn, LLM, TTS); watching every frame costs some CPU.
+    log_latency: bool = False
+    # Failed LLM turns in a row after which the lesson ends with reason "llm-unavailable".
+    llm_failures_before_end: int = Field(default=3, ge=1)
+    # Where a school drops extra piper voices (<name>.onnx + .onnx.json) and Whisper model directories.
+    models_dir: str = "models"
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    # The lesson ends after this long with nobody speaking, but never without a warning first: the tutor asks
+    # `silence_prompt_message` and the page shows how long is left, `silence_warning_secs` before the end (at most
+    # half of silence_timeout_secs). Speaking in that time keeps the lesson going.
+    silence_timeout_secs: float = Field(default=60.0, gt=0)
+    silence_warning_secs: float = Field(default=15.0, gt=0)
+    silence_prompt_message: str = "Are you still there? Say something when you're ready to go on."
+    system_prompt: str = (
+        "You are a highly knowledgeable tutor teaching a real-time voice lesson with a student. "
+        "Your goal is to teach the student about the topic and subject.\n"
+        "Topic: {topic}. Subject: {subject}.\n"
+        "Keep the conversation flowing while keeping it on the topic. "
+        "From time to time check that the student is following you and understands.\n"
+        "Break the topic into smaller parts and teach them one at a time.\n"
+        "Keep your style of conversation {style}.\n"
+        "Keep your answers short, like in a real voice conversation: one to three spoken sentences.\n"
+        "Do not use any special characters, markdown, lists or emojis: your words are spoken aloud."
+    )
+    first_message: str = "Hello, let's start the session. Today we'll be talking about {topic}."
+    goodbye_message: str = "Our time is up for today. Well done, and goodbye!"
+    # Spoken (and shown) when the LLM fails or cannot be reached.
+    apology_message: str = "Sorry, I can't think of an answer right now. Please try again in a moment."
+    turn: TurnSettings = Field(default_factory=TurnSettings)
+    stt: STTSettings = Field(default_factory=STTSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    tts: TTSSettings = Field(default_factory=TTSSettings)
+
+    @field_validator("packet_ms", mode="before")
+    @classmethod
+    def _packet_ms_from_text(cls, value: Any) -> Any:
+        # An environment variable is text, and pydantic matches a number Literal only against numbers.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    def silence_warning_lead(self) -> float:
+        """How long before a silent lesson ends the learner is warned (seconds)."""
+        return min(self.silence_warning_secs, self.silence_timeout_secs / 2)
+
+    def lesson_limit(self, cpus: int) -> int:
+        """How many live lessons a process on `cpus` cores takes (0 = no limit)."""
+        if self.max_live_lessons == "auto":
+            return LESSONS_PER_CORE * max(1, cpus)
+        return self.max_live_lessons
 
 
 class ServerSettings(_Section):
@@ -150,14 +309,25 @@ class ObservabilitySettings(_Section):
     metrics_token: SecretStr | None = None
 
 
-class Settings(_Section):
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    plans: PlansSettings = Field(default_factory=PlansSettings)
-    voice: VoiceSettings = Field(default_factory=VoiceSettings)
-    vapi: VapiSettings = Field(default_factory=VapiSettings)
-    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+class Settings(BaseSettings):
+    """The whole configuration. `Settings()` is the defaults alone; `load_settings` adds a file and an environment."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        # A partial table (`[plans.free]` with only `lessons`) keeps the defaults of the keys it leaves out.
+        nested_model_default_partial_update=True,
+    )
+
+    # Instances, not factories: pydantic-settings merges a partial table onto the default instance's values.
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    auth: AuthSettings = AuthSettings()
+    plans: PlansSettings = PlansSettings()
+    voice: VoiceSettings = VoiceSettings()
+    vapi: VapiSettings = VapiSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @property
     def database_url(self) -> str:
@@ -165,77 +335,124 @@ class Settings(_Section):
             return self.database.url
         return f"sqlite+aiosqlite:///{Path(self.server.data_dir).resolve() / 'tutor.db'}"
 
-
-def _parse_env_value(raw: str) -> Any:
-    """Environment values are strings; JSON-looking ones (numbers, booleans, lists, tables) are decoded."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
-    node = tree
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[path[-1]] = value
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only load_settings reads a file and an environment, the ones it is handed: building a Settings
+        # elsewhere (tests, tools) never picks up the process's TUTOR_* variables behind the caller's back.
+        return (init_settings,)
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge `update` onto `base`, so a partial table keeps the defaults of the keys it leaves out."""
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def _secret_keys(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        annotation = field.annotation
+        if annotation is SecretStr or SecretStr in get_args(annotation):
+            yield path
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _secret_keys(annotation, path)
 
 
-def _find_secrets_in_file(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[str]:
-    found = []
+# Every SecretStr field may only come from the environment: a value for it in config.toml is refused.
+SECRET_KEYS = frozenset(_secret_keys(Settings))
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _key_of(env_name: str) -> str:
+    return env_name[len(ENV_PREFIX) :].lower().replace("__", ".")
+
+
+def _secrets_in(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[str]:
     for key, value in data.items():
         path = (*prefix, key)
         if path in SECRET_KEYS and value not in (None, ""):
-            found.append(".".join(path))
+            yield ".".join(path)
         elif isinstance(value, Mapping):
-            found.extend(_find_secrets_in_file(value, path))
-    return found
+            yield from _secrets_in(value, path)
+
+
+class _ConfigFile(TomlConfigSettingsSource):
+    """config.toml, refused whole when it is not TOML or holds a secret."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file_path}: not valid TOML: {exc}") from exc
+        secret = next(_secrets_in(data), None)
+        if secret is not None:
+            raise ConfigError(f"{secret}: secrets are read only from the environment (set {_env_name(secret)})")
+        return data
+
+
+class _Environment(EnvSettingsSource):
+    """TUTOR_<SECTION>__<KEY> variables from the mapping load_settings is given (os.environ by default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environ.items()}
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        # pydantic-settings only looks for the sections it knows; an unknown one is named like an unknown key.
+        for name in self.env_vars:
+            if not name.startswith(ENV_PREFIX.lower()) or "__" not in name:
+                continue
+            section = name[len(ENV_PREFIX) :].split("__", 1)[0]
+            if section not in self.settings_cls.model_fields:
+                data.setdefault(section, {})
+        return data
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            raise ConfigError(f"{field_name}: {_env_name(field_name)} is not valid JSON") from exc
+
+    def explode_env_vars(self, field_name: str, field: FieldInfo, env_vars: Mapping[str, str | None]) -> dict[str, Any]:
+        try:
+            return super().explode_env_vars(field_name, field, env_vars)
+        except ValueError:
+            # A list or table given as a variable must be JSON; name the one variable that is not.
+            for name, value in env_vars.items():
+                try:
+                    super().explode_env_vars(field_name, field, {name: value})
+                except ValueError as exc:
+                    raise ConfigError(f"{_key_of(name)}: {name.upper()} is not valid JSON") from exc
+            raise
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from a TOML file (optional) and the environment; raise ConfigError naming a bad key."""
     environ = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
     if path is None:
         path = environ.get("TUTOR_CONFIG") or None
-    if path is not None:
-        config_path = Path(path)
-        if not config_path.is_file():
-            raise ConfigError(f"config file not found: {config_path}")
-        try:
-            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
-        secrets = _find_secrets_in_file(data)
-        if secrets:
-            raise ConfigError(
-                f"{secrets[0]}: secrets are read only from the environment "
-                f"(set {ENV_PREFIX}{secrets[0].upper().replace('.', '__')})"
-            )
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "TUTOR_CONFIG" or "__" not in name:
-            continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
-        is_secret = tuple(parts) in SECRET_KEYS
-        _set_path(data, parts, raw if is_secret else _parse_env_value(raw))
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
     try:
-        return Settings.model_validate(_merge(Settings().model_dump(), data))
+        # Highest priority first: the environment overrides the file, which overrides the defaults.
+        sources = (
+            _Environment(Settings, environ),
+            *([_ConfigFile(Settings, Path(path))] if path is not None else []),
+            DefaultSettingsSource(Settings),
+        )
+        # BaseSettings takes ready-made sources through _build_sources; mypy sees only the fields as arguments.
+        return Settings(_build_sources=(sources, {}))  # type: ignore[call-arg]
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"{key}: {err['msg']}") from exc
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from exc

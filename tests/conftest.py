@@ -11,9 +11,9 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol
 
+from harness.postgres import PostgresCluster, find_pg_bin
 from server.app import create_app
 from server.settings import Settings, load_settings
-from tests.support.postgres import PostgresCluster, find_pg_bin
 
 PASSWORD = "correct horse battery"
 

@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 from quart import Quart
 
+from harness.live_server import LiveServer
 from server import instances, lessons
 from server.app import create_app
 from server.settings import Settings
 from server.state import get_state
 from tests.api.test_vapi_webhook import hosted_settings
 from tests.conftest import PASSWORD, companion_body, create_companion, make_settings, register
-from tests.web.live_server import LiveServer
 
 # Long enough that no background heartbeat runs during a test: each test moves heartbeats itself.
 QUIET = {"SERVER__HEARTBEAT_SECS": "3600"}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
-from server.pipeline.settings import LESSONS_PER_CORE
-from server.settings import ConfigError, Settings, load_settings
+from server.settings import LESSONS_PER_CORE, ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +59,44 @@ def test_config_path_from_environment(tmp_path):
     assert load_settings(None, {"TUTOR_CONFIG": str(config)}).plans.lesson_period == "month"
 
 
+def test_environment_values_are_typed_like_the_file(tmp_path):
+    env = {
+        "TUTOR_VOICE__PACKET_MS": "20",
+        "TUTOR_SERVER__SECURE_COOKIES": "true",
+        "TUTOR_VOICE__STT__TIMEOUT_SECS": "2.5",
+        "TUTOR_AUTH__TRUSTED_PROXIES": '["10.0.0.1", "10.0.0.2"]',
+        "TUTOR_VOICE__ICE_SERVERS": '[{"urls": ["stun:stun.school.test:3478"]}]',
+        "TUTOR_AUTH__SSO__PLAN_MAP__STAFF": "pro",
+        # Text stays text, even when it looks like a number.
+        "TUTOR_VAPI__PUBLIC_KEY": "12345",
+    }
+    settings = load_settings(None, env)
+    assert settings.voice.packet_ms == 20 and settings.server.secure_cookies is True
+    assert settings.voice.stt.timeout_secs == 2.5
+    assert settings.auth.trusted_proxies == ["10.0.0.1", "10.0.0.2"]
+    assert settings.voice.ice_servers[0].urls == ["stun:stun.school.test:3478"]
+    assert settings.auth.sso.plan_map == {"staff": "pro"}
+    assert settings.vapi.public_key == "12345"
+
+
+def test_a_partial_table_keeps_the_other_defaults(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[voice.tts.voices."male.formal"]\nvoice = "en_GB-alan-medium"\n[plans.core]\ncompanions = 4\n')
+    settings = load_settings(config, {"TUTOR_PLANS__CORE__LESSONS": "7"})
+    voices = settings.voice.tts.voices
+    assert voices["male.formal"].voice == "en_GB-alan-medium" and voices["male.formal"].length_scale == 1.05
+    assert set(voices) == {"male.formal", "male.casual", "female.formal", "female.casual"}
+    assert (settings.plans.core.companions, settings.plans.core.lessons) == (4, 7)
+    assert settings.plans.free == Settings().plans.free
+
+
+def test_settings_alone_are_the_defaults_whatever_the_process_environment(monkeypatch):
+    # Only load_settings reads variables, so a test or tool that builds Settings() never picks up the shell's.
+    monkeypatch.setenv("TUTOR_SERVER__PORT", "9123")
+    assert Settings().server.port == 8000
+    assert load_settings().server.port == 9123
+
+
 def test_live_lesson_cap_follows_the_cores_unless_set():
     # "auto" (the default) sizes the cap to the machine; a number is taken as it is, and 0 means no cap.
     assert load_settings(None, {}).voice.lesson_limit(2) == 2 * LESSONS_PER_CORE
@@ -76,12 +114,42 @@ def test_live_lesson_cap_follows_the_cores_unless_set():
         ({"TUTOR_PLANS__FREE__COMPANIONS": "-1"}, "plans.free.companions"),
         ({"TUTOR_VOICE__BACKEND": "skype"}, "voice.backend"),
         ({"TUTOR_SERVER__NO_SUCH_KEY": "1"}, "server.no_such_key"),
+        ({"TUTOR_NO_SUCH_SECTION__KEY": "1"}, "no_such_section"),
+        ({"TUTOR_VOICE__PACKET_MS": "30"}, "voice.packet_ms"),
+        # A list or table in a variable is JSON; the key is named when it is not.
+        ({"TUTOR_AUTH__TRUSTED_PROXIES": "10.0.0.1"}, "auth.trusted_proxies"),
+        ({"TUTOR_VOICE__ICE_SERVERS": "[{urls"}, "voice.ice_servers"),
     ],
 )
 def test_bad_value_names_the_key(env, key):
     with pytest.raises(ConfigError) as info:
         load_settings(None, env)
     assert str(info.value).startswith(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "server.secret_key",
+        "auth.sso.client_secret",
+        "voice.llm.api_key",
+        "voice.stt.api_key",
+        "voice.tts.api_key",
+        "vapi.private_key",
+        "vapi.webhook_secret",
+        "observability.metrics_token",
+    ],
+)
+def test_every_secret_is_refused_in_the_file(tmp_path, key):
+    table, name = key.rsplit(".", 1)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[{table}]\n{name} = "from-the-file"\n')
+    env_name = "TUTOR_" + key.upper().replace(".", "__")
+    with pytest.raises(ConfigError, match=env_name):
+        load_settings(config, {})
+    settings = load_settings(None, {env_name: "s3cret"})
+    value = functools.reduce(getattr, key.split("."), settings)
+    assert value.get_secret_value() == "s3cret" and "s3cret" not in repr(settings)
 
 
 def test_secrets_only_from_the_environment(tmp_path):

@@ -59,7 +59,7 @@ from server.pipeline.turn import QuestionAwareTurnStop, SharedSileroVADAnalyzer,
 
 if TYPE_CHECKING:
     from server.lessons import LiveLesson
-    from server.pipeline.settings import VoiceSettings
+    from server.settings import VoiceSettings
     from server.store.db import Database
 
 log = logging.getLogger(__name__)

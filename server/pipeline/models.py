@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
     from piper import PiperVoice
 
-    from server.pipeline.settings import VoiceSettings
     from server.pipeline.stt import WhisperBatcher
+    from server.settings import VoiceSettings
 
 log = logging.getLogger(__name__)
 

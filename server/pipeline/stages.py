@@ -18,13 +18,13 @@ from pipecat.utils.errors import ErrorCategory, classify_http_status_code
 from pipecat.utils.time import time_now_iso8601
 
 from server.pipeline.models import ModelError
-from server.pipeline.settings import TTSVoice
 from server.pipeline.stt import SharedWhisperSTTService, WhisperOptions
 from server.pipeline.tts import SharedPiperTTSService
+from server.settings import TTSVoice
 
 if TYPE_CHECKING:
     from server.pipeline.models import SharedModels
-    from server.pipeline.settings import VoiceSettings
+    from server.settings import VoiceSettings
 
 log = logging.getLogger(__name__)
 

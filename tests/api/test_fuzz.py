@@ -17,10 +17,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from harness.in_process import InProcessServer
+from harness.postgres import PostgresCluster
 from server.app import create_app
 from tests.conftest import PASSWORD, companion_body, make_settings
-from tests.support.live_server import LiveServer
-from tests.support.postgres import PostgresCluster
 
 WEBHOOK_SECRET = "fuzz-webhook-secret"
 HOSTILE_BODIES = {
@@ -99,7 +99,7 @@ def check_hostile(method: str, url: str, status: int, body: Any, code: str) -> s
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     settings = make_settings(Path(tmp_path_factory.mktemp("fuzz")), VAPI__WEBHOOK_SECRET=WEBHOOK_SECRET)
-    with LiveServer(settings) as server:
+    with InProcessServer(settings) as server:
         with httpx.Client(base_url=server.url) as http:
             response = http.post(
                 "/api/auth/register", json={"email": "fuzz@school.test", "password": PASSWORD, "name": "Fuzz"}

@@ -14,11 +14,11 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Browser
 from quart.wrappers import Response
 
+from harness.oidc_provider import OIDCProvider, ProviderUser
 from server import accounts
 from server.app import create_app
 from server.state import get_state
 from tests.conftest import PASSWORD, make_settings, register
-from tests.support.oidc_provider import OIDCProvider, ProviderUser
 
 CLIENT_ID = "voice-tutor"
 CLIENT_SECRET = "a-test-client-secret"

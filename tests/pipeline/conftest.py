@@ -17,16 +17,15 @@ import pytest
 from quart import Quart
 from quart.typing import TestAppProtocol, TestClientProtocol
 
+from harness.rtc_client import LessonClient
+from harness.scripted_llm import MODEL_ID, ScriptedLLM
+from harness.speech import synthesize
 from server.app import create_app
 from server.pipeline.models import SharedModels, load_models
 from server.pipeline.service import VoiceService
-from server.pipeline.settings import VoiceSettings
-from server.settings import Settings
+from server.settings import Settings, VoiceSettings
 from server.state import get_state
 from tests.conftest import create_companion, make_settings, register
-from tests.support.rtc_client import LessonClient
-from tests.support.scripted_llm import MODEL_ID, ScriptedLLM
-from tests.support.speech import synthesize
 
 TOPIC = "Neural networks"
 FIRST_MESSAGE = f"Hello, let's start the session. Today we'll be talking about {TOPIC}."

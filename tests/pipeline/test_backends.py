@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.openai_audio import OpenAIAudioServer
+from harness.scripted_llm import unused_base_url
 from server.pipeline.models import SharedModels
 from server.pipeline.service import VoiceService
 from server.state import get_state
 from tests.conftest import make_settings
 from tests.pipeline.conftest import FIRST_MESSAGE, LessonFactory, VoiceLesson, is_final, is_status, words
-from tests.support.openai_audio import OpenAIAudioServer
-from tests.support.scripted_llm import unused_base_url
 
 pytestmark = pytest.mark.voice
 

@@ -12,12 +12,12 @@ import httpx
 import numpy as np
 import pytest
 
+from harness.live_server import LiveServer
+from harness.rtc_client import LessonClient
+from harness.scripted_llm import MODEL_ID, ScriptedLLM
 from server.app import create_app
 from tests.conftest import PASSWORD, companion_body
 from tests.pipeline.conftest import LessonFactory, is_final, is_status, words
-from tests.support.rtc_client import LessonClient
-from tests.support.scripted_llm import MODEL_ID, ScriptedLLM
-from tests.web.live_server import LiveServer
 
 pytestmark = pytest.mark.voice
 

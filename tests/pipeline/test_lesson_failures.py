@@ -9,10 +9,10 @@ from functools import partial
 import numpy as np
 import pytest
 
+from harness.rtc_client import make_offer
+from harness.scripted_llm import unused_base_url
 from tests.conftest import register
 from tests.pipeline.conftest import LessonFactory, is_final, is_status, post_offer, words
-from tests.support.rtc_client import make_offer
-from tests.support.scripted_llm import unused_base_url
 
 pytestmark = pytest.mark.voice
 

@@ -9,12 +9,12 @@ from functools import partial
 
 import pytest
 
+from harness.rtc_client import make_offer
 from server.errors import BadRequest
 from server.pipeline.sdp import check_offer
-from server.pipeline.settings import VoiceSettings
+from server.settings import VoiceSettings
 from server.state import get_state
 from tests.pipeline.conftest import LessonFactory, is_status, post_offer
-from tests.support.rtc_client import make_offer
 
 pytestmark = pytest.mark.voice
 

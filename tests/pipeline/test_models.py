@@ -19,17 +19,17 @@ import numpy as np
 import pytest
 from pipecat.frames.frames import TTSAudioRawFrame
 
+from harness.scripted_llm import ScriptedLLM, unused_base_url
 from server.lessons import CompanionView, LiveLesson
 from server.pipeline.doctor import check_llm
 from server.pipeline.lesson import plan_lesson
 from server.pipeline.models import BUNDLED_VOICE, SharedModels, bundled_voice_path, load_models
 from server.pipeline.phrases import PhraseCache
-from server.pipeline.settings import VoiceSettings
 from server.pipeline.stt import WhisperBatcher, WhisperOptions, transcribe_batch, transcribe_pcm
 from server.pipeline.tts import SharedPiperTTSService, quick_start, split_clauses, synthesize_sentence
+from server.settings import VoiceSettings
 from tests.conftest import make_settings
 from tests.pipeline.conftest import words
-from tests.support.scripted_llm import ScriptedLLM, unused_base_url
 
 pytestmark = pytest.mark.voice
 

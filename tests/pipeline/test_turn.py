@@ -281,7 +281,7 @@ def smart_turn_probability(analyzer: LocalSmartTurnAnalyzerV3, pcm: np.ndarray) 
 
 
 async def test_the_shared_smart_turn_scores_as_pipecats_own(voice_models: SharedModels) -> None:
-    from tests.support.speech import synthesize
+    from harness.speech import synthesize
 
     stock = LocalSmartTurnAnalyzerV3(sample_rate=RATE)
     ours = SharedSmartTurnAnalyzer(session=voice_models.smart_turn, executor=voice_models.turn_executor)
@@ -296,7 +296,7 @@ async def test_the_shared_smart_turn_scores_as_pipecats_own(voice_models: Shared
 
 
 async def test_the_real_smart_turn_keeps_a_clearly_unfinished_sentence_open(voice_models: SharedModels) -> None:
-    from tests.support.speech import synthesize
+    from harness.speech import synthesize
 
     clip = synthesize(UNFINISHED, sample_rate=RATE, leading_silence=0.3, trailing_silence=0.0)
     analyzer = SharedSmartTurnAnalyzer(

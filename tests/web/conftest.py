@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect, sync_playwright
 
-from tests.web.live_server import CHROMIUM, LiveServer, chromium_args
+from harness.browser import CHROMIUM, chromium_args
+from harness.live_server import LiveServer
 
 PASSWORD = "correct horse battery"
 # Small plan limits so the "limit reached" screens are quick to reach.
@@ -125,7 +126,7 @@ def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The leading silence lets the tutor's greeting finish first; Chromium loops the file, so a long trailing
     silence keeps the question from being asked again during the test.
     """
-    from tests.support.speech import synthesize, write_wav
+    from harness.speech import synthesize, write_wav
 
     path = tmp_path_factory.mktemp("microphone") / "question.wav"
     pcm = synthesize(LEARNER_QUESTION, sample_rate=16000, leading_silence=10.0, trailing_silence=40.0)
@@ -143,7 +144,7 @@ def voice_browser(playwright: Playwright, fake_microphone: Path) -> Iterator[Bro
 @pytest.fixture(scope="session")
 def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The server with its speech models loaded and the scripted OpenAI-compatible LLM as the tutor's brain."""
-    from tests.support.scripted_llm import MODEL_ID, ScriptedLLM
+    from harness.scripted_llm import MODEL_ID, ScriptedLLM
 
     with ScriptedLLM([TUTOR_REPLY]) as llm:
         env = {

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from harness.live_server import LiveServer
 from tests.web.conftest import build_companion, open_page, sign_up
-from tests.web.live_server import LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -7,8 +7,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from harness.live_server import LiveServer
 from tests.web.conftest import SILENCE_WARNING_SECS, TUTOR_REPLY, build_companion, sign_up
-from tests.web.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.voice]
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
+from harness.live_server import REPO, LiveServer
 from tests.web.conftest import PASSWORD, build_companion, sign_up, unique_email
-from tests.web.live_server import REPO, LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page
 
-from tests.web.live_server import REPO, LiveServer
+from harness.live_server import REPO, LiveServer
 
 pytestmark = pytest.mark.browser
 

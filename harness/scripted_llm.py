@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.loopback import LoopbackServer
+from harness.loopback import LoopbackServer
 
 Replies = list[str] | Callable[[list[dict[str, Any]]], str]
 

@@ -1,4 +1,4 @@
-"""The real server in a subprocess on a loopback port, for browser tests and the screenshot script."""
+"""The real server (`tutor serve`) in a subprocess on a loopback port, for browser tests, benchmarks and scripts."""
 
 from __future__ import annotations
 
@@ -13,31 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_SECS = 180.0  # importing pipecat and (when preloading) the speech models takes a while on 2 cores
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-def chromium_args(fake_audio: str | os.PathLike[str] | None = None) -> list[str]:
-    """Chromium's flags; with `fake_audio`, that WAV (looped by Chromium) is the microphone."""
-    args = list(CHROMIUM_ARGS)
-    if fake_audio is not None:
-        args.append(f"--use-file-for-fake-audio-capture={fake_audio}")
-    return args
 
 
 def free_port() -> int:

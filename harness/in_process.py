@@ -9,18 +9,13 @@ import threading
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from harness.live_server import free_port
 from server.app import create_app
 from server.settings import Settings
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LiveServer:
-    """`with LiveServer(settings) as server:` serves at `server.url` until the block ends."""
+class InProcessServer:
+    """`with InProcessServer(settings) as server:` serves at `server.url` until the block ends."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -56,7 +51,7 @@ class LiveServer:
 
         await serve(app, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self) -> InProcessServer:
         self._thread.start()
         if not self._ready.wait(120) or self._error is not None:
             raise RuntimeError(f"server did not start: {self._error!r}")

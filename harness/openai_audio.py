@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import web
 
-from tests.support.loopback import LoopbackServer
-from tests.support.speech import synthesize, whisper_model_dir
+from harness.loopback import LoopbackServer
+from harness.speech import synthesize, whisper_model_dir
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

@@ -18,9 +18,9 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from faster_whisper import WhisperModel
 
-from tests.support.rtc_client import SEND_RATE, LessonClient
-from tests.support.scripted_llm import ScriptedLLM, unused_base_url
-from tests.support.speech import rms, synthesize, whisper_model_dir, write_wav
+from harness.rtc_client import SEND_RATE, LessonClient
+from harness.scripted_llm import ScriptedLLM, unused_base_url
+from harness.speech import rms, synthesize, whisper_model_dir, write_wav
 
 TUTOR_REPLY = "Great question! The Nile is the longest river in Africa, flowing north into the Mediterranean."
 LEARNER_LINE = "Can you tell me about the longest river in Africa?"

@@ -1,0 +1,1 @@
+"""What tests, benchmarks and scripts share: the real server on loopback, stand-in services, a learner, speech."""
