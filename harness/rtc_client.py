@@ -20,7 +20,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, Packet
 from av.codec import CodecContext
 
-from server.pipeline.transport import receive_audio_as_it_arrives
+from server.pipeline.webrtc import receive_audio_as_it_arrives
 
 SEND_RATE = 48000
 """Opus runs at 48 kHz, so feeding it 48 kHz spares aiortc a resampling step."""

@@ -191,9 +191,10 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     state = AppState(settings=settings, db=db, metrics=registry)
     app.extensions[STATE_KEY] = state
     if settings.voice.backend == "local":
+        from server.lesson_recorder import stored_lessons
         from server.pipeline.service import VoiceService
 
-        state.voice = VoiceService(settings, db)
+        state.voice = VoiceService(settings, stored_lessons(db))
 
     _register_errors(app)
     if settings.observability.metrics:

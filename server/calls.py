@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import has_request_context, request
-
 from server.errors import ServiceUnavailable
-from server.lessons import CompanionView, LiveLesson
+from server.lesson_brief import brief_lesson
+from server.lessons import LiveLesson
 from server.settings import Settings
 
 WEBHOOK_PATH = "/api/vapi/webhook"
@@ -18,33 +17,10 @@ SERVER_MESSAGES = ["status-update", "transcript", "end-of-call-report"]
 VAPI_SILENCE_RANGE = (10, 3600)
 
 
-def system_prompt(settings: Settings, companion: CompanionView) -> str:
-    return settings.voice.system_prompt.format(
-        name=companion.name, subject=companion.subject, topic=companion.topic, style=companion.style
-    )
-
-
-def first_message(settings: Settings, companion: CompanionView) -> str:
-    return settings.voice.first_message.format(
-        name=companion.name, subject=companion.subject, topic=companion.topic, style=companion.style
-    )
-
-
 def webhook_url(settings: Settings, request_root: str | None = None) -> str | None:
     """Where Vapi sends a call's server messages: the configured public address, else the one asked on."""
     root = settings.server.public_url or request_root
     return f"{root.rstrip('/')}{WEBHOOK_PATH}" if root else None
-
-
-def _request_root() -> str | None:
-    # Behind a proxy the request's host may be an internal one, which is why server.public_url exists.
-    return request.host_url if has_request_context() else None
-
-
-def _max_duration_seconds(settings: Settings, companion: CompanionView) -> int:
-    seconds = companion.duration * 60
-    cap = settings.voice.max_lesson_secs
-    return min(seconds, int(cap)) if cap > 0 else seconds
 
 
 def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None = None) -> dict[str, Any]:
@@ -55,7 +31,8 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
     `X-Vapi-Secret` or `Authorization: Bearer`), never with anything in here.
     """
     companion = live.companion
-    slot = f"{companion.voice}.{companion.style}"
+    brief = brief_lesson(settings, live)
+    slot = f"{brief.voice}.{brief.style}"
     hosted = settings.voice.backend == "vapi"
     if hosted:
         vapi = settings.vapi
@@ -84,22 +61,22 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
             "voiceId": local_voice.voice if local_voice else "en_US-joe-medium",
         }
         model = {"provider": "openai-compatible", "model": llm.model}
-    model["messages"] = [{"role": "system", "content": system_prompt(settings, companion)}]
+    model["messages"] = [{"role": "system", "content": brief.system_prompt}]
     assistant: dict[str, Any] = {
         "name": companion.name[:40],
-        "firstMessage": first_message(settings, companion),
+        "firstMessage": brief.greeting,
         "transcriber": transcriber,
         "voice": voice,
         "model": model,
-        "maxDurationSeconds": _max_duration_seconds(settings, companion),
+        # Vapi counts it from the call's start; a hosted call is not reconnected, so it gets the whole length.
+        "maxDurationSeconds": int(brief.max_secs),
         "metadata": {"lessonId": live.lesson_id, "companionId": companion.id},
     }
     if hosted:
         low, high = VAPI_SILENCE_RANGE
-        assistant["endCallMessage"] = settings.voice.goodbye_message
+        assistant["endCallMessage"] = brief.goodbye
         assistant["silenceTimeoutSeconds"] = round(min(max(settings.voice.silence_timeout_secs, low), high))
         assistant["serverMessages"] = list(SERVER_MESSAGES)
-        server_url = server_url or webhook_url(settings, _request_root())
     if server_url:
         assistant["serverUrl"] = server_url
         if hosted and settings.vapi.server_credential_id:
@@ -109,15 +86,22 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
     return assistant
 
 
-def call_setup(settings: Settings, live: LiveLesson, server_url: str | None = None) -> dict[str, Any]:
-    """What the page hands its voice client: the backend, Vapi's public key (hosted mode), the assistant."""
+def call_setup(settings: Settings, live: LiveLesson, request_root: str | None = None) -> dict[str, Any]:
+    """What the page hands its voice client: the backend, Vapi's public key (hosted mode), the assistant, and
+    the seconds the lesson has left, which the page counts down.
+
+    `request_root` is the address the page asked on: a hosted call's webhook goes there unless server.public_url
+    is set (behind a proxy the request's host may be an internal one).
+    """
     hosted = settings.voice.backend == "vapi"
     if hosted and not settings.vapi.public_key:
         raise ServiceUnavailable(
             "vapi_not_configured", "Hosted voice is on, but vapi.public_key is not set in config.toml."
         )
+    server_url = webhook_url(settings, request_root) if hosted else None
     return {
         "backend": settings.voice.backend,
         "public_key": settings.vapi.public_key if hosted else "",
         "assistant": build_assistant(settings, live, server_url),
+        "seconds_left": round(brief_lesson(settings, live).seconds_left(), 1),
     }

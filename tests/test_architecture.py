@@ -7,8 +7,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "server"
 WEB_FRAMEWORK = ("quart", "quart_schema", "werkzeug", "hypercorn")
@@ -18,8 +16,6 @@ APP_GLUE = {"server", "server.app", "server.state", "server.cli"}
 DOMAIN_SQLALCHEMY_ALLOWED = ("sqlalchemy.ext.asyncio.AsyncSession", "sqlalchemy.exc")
 # The unit-of-work calls that read or write rows; in the domain a session is only handed on to the store.
 SESSION_CALLS = {"add", "add_all", "delete", "execute", "flush", "get", "merge", "refresh", "scalar", "scalars"}
-# Domain modules still reading the web request, in files owned elsewhere; checked on their own (xfail) below.
-DOMAIN_WEB_PENDING = {"server.calls"}
 
 
 @dataclass(frozen=True)
@@ -89,14 +85,8 @@ def web_import(i: Import) -> bool:
 
 
 def test_domain_and_store_import_no_web_framework() -> None:
-    bad = offending(web_import, lambda m: (is_domain(m) and m not in DOMAIN_WEB_PENDING) or is_store(m))
+    bad = offending(web_import, lambda m: is_domain(m) or is_store(m))
     assert not bad, "the domain and the store must not know about HTTP:\n" + "\n".join(bad)
-
-
-@pytest.mark.xfail(strict=False, reason="server/calls.py still reads the request's host (owned elsewhere)")
-def test_pending_domain_modules_import_no_web_framework() -> None:
-    bad = offending(web_import, lambda m: m in DOMAIN_WEB_PENDING)
-    assert not bad, "the domain must not know about HTTP:\n" + "\n".join(bad)
 
 
 def test_only_the_store_imports_sqlalchemy() -> None:
@@ -144,7 +134,6 @@ def test_the_store_imports_nothing_above_it() -> None:
     assert not bad, "server/store/ must not import routes or the domain:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=False, reason="the pipeline is being cut loose from the store and lessons (another change)")
 def test_the_pipeline_imports_no_store_lessons_or_routes() -> None:
     def rule(i: Import) -> bool:
         return under(i.target, "server.store", "server.lessons", "server.api", "quart")

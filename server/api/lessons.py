@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint
+from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_response
 
 from server import calls, lessons
@@ -40,7 +40,8 @@ async def get_lesson(lesson_id: int) -> LessonOut:
 @bp.get("/<int:lesson_id>/call")
 @login_required
 async def call_setup(lesson_id: int) -> dict[str, Any]:
-    """What the page passes to `vapi.start()`: the assistant for this lesson, in either voice backend."""
+    """What the page passes to `vapi.start()`: the assistant for this lesson, in either voice backend, and the
+    seconds the lesson has left."""
     state = get_state()
     live = await lessons.get_live_lesson(state.db, lesson_id, current_user().id)
-    return calls.call_setup(state.settings, live)
+    return calls.call_setup(state.settings, live, request.host_url)

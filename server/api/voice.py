@@ -12,6 +12,7 @@ from server import lessons
 from server.api.auth import current_user, login_required
 from server.errors import ServiceUnavailable
 from server.instances import InstanceKeeper
+from server.lesson_brief import brief_lesson
 from server.lessons import LessonOut
 from server.state import get_state
 
@@ -68,7 +69,7 @@ async def offer(lesson_id: int, data: OfferIn) -> AnswerOut:
     # The process that answers the offer runs the pipeline, so it holds the lesson from now on.
     holder = InstanceKeeper.holder_id(state.extras)
     live = await lessons.get_live_lesson(state.db, lesson_id, current_user().id, holder=holder)
-    answer = await _voice_service().offer(live, data.sdp, data.type, data.pc_id)
+    answer = await _voice_service().offer(brief_lesson(state.settings, live), data.sdp, data.type, data.pc_id)
     return AnswerOut(sdp=answer["sdp"], type="answer", pc_id=answer["pc_id"])
 
 

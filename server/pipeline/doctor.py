@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import openai
 
+from server.pipeline.llm_client import llm_client, openai_client
 from server.pipeline.models import (
     BUNDLED_VOICE,
     _onnx_session,
@@ -23,14 +24,14 @@ from server.pipeline.models import (
 )
 
 if TYPE_CHECKING:
-    from pydantic import SecretStr
-
     from server.settings import Settings
 
 Check = tuple[str, bool, str]
 # Speech to test transcription with: 16-bit mono PCM and its sample rate.
 Sample = tuple[bytes, int]
 DOCTOR_SENTENCE = "Hello, this is your tutor speaking."
+# The doctor waits at most this long for any one hosted endpoint, whatever a lesson would wait.
+DOCTOR_TIMEOUT_SECS = 15.0
 
 
 def _timed(name: str, work: Callable[[], str]) -> Check:
@@ -113,13 +114,6 @@ def _wav(pcm: bytes, sample_rate: int) -> bytes:
     return out.getvalue()
 
 
-def _hosted_client(base_url: str, api_key: SecretStr | None, timeout_secs: float) -> openai.AsyncOpenAI:
-    from server.pipeline.stages import NO_API_KEY
-
-    key = api_key.get_secret_value() if api_key is not None else NO_API_KEY
-    return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=min(timeout_secs, 15.0), max_retries=0)
-
-
 async def check_hosted_tts(settings: Settings) -> tuple[Check, Sample | None]:
     """Ask the hosted /v1/audio/speech for one sentence; its audio then tests the hosted STT."""
     from server.pipeline.stages import HOSTED_TTS_SAMPLE_RATE, describe_failure
@@ -127,7 +121,7 @@ async def check_hosted_tts(settings: Settings) -> tuple[Check, Sample | None]:
     tts = settings.voice.tts
     voice = next(iter(tts.voices.values())).voice if tts.voices else "alloy"
     name = f"TTS ({tts.base_url})"
-    client = _hosted_client(tts.base_url, tts.api_key, tts.timeout_secs)
+    client = openai_client(tts.base_url, tts.api_key, min(tts.timeout_secs, DOCTOR_TIMEOUT_SECS), 0)
     started = time.perf_counter()
     try:
         response = await client.audio.speech.create(
@@ -151,7 +145,7 @@ async def check_hosted_stt(settings: Settings, sample: Sample | None) -> Check:
     stt = settings.voice.stt
     name = f"STT ({stt.base_url})"
     pcm, rate = sample if sample is not None else (bytes(16000), 16000)  # half a second of silence
-    client = _hosted_client(stt.base_url, stt.api_key, stt.timeout_secs)
+    client = openai_client(stt.base_url, stt.api_key, min(stt.timeout_secs, DOCTOR_TIMEOUT_SECS), 0)
     started = time.perf_counter()
     try:
         result = await client.audio.transcriptions.create(
@@ -174,18 +168,16 @@ def llm_hint(settings: Settings) -> str:
 
 async def check_llm(settings: Settings) -> Check:
     """Ask the configured endpoint for a few tokens; say exactly what is wrong when it does not answer."""
-    from server.pipeline.service import make_llm_client
-
     llm = settings.voice.llm
     name = "LLM"
-    client = make_llm_client(settings)
+    client = llm_client(llm)
     started = time.perf_counter()
     try:
         reply = await client.chat.completions.create(
             model=llm.model,
             messages=[{"role": "user", "content": "Say hello in one word."}],
             max_tokens=5,
-            timeout=min(llm.timeout_secs, 15.0),
+            timeout=min(llm.timeout_secs, DOCTOR_TIMEOUT_SECS),
         )
     except openai.APIConnectionError:
         return name, False, f"nothing answers at {llm.base_url}: start an LLM server there, or {llm_hint(settings)}"

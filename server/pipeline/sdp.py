@@ -1,4 +1,4 @@
-"""The one check a learner's SDP offer passes before any peer connection or pipeline is made for it."""
+"""SDP: the one check a learner's offer passes before any peer connection is made for it, and the answer's ptime."""
 
 from __future__ import annotations
 
@@ -46,3 +46,23 @@ def _usable_audio(section: list[str]) -> bool:
         if rtpmap and rtpmap.group(1) in formats and rtpmap.group(2).lower() == "opus" and rtpmap.group(3) == "48000":
             return True
     return False
+
+
+_AUDIO_SECTION = re.compile(r"(^m=audio [^\r\n]*(?:\r?\n))", re.MULTILINE)
+
+
+def with_ptime(sdp: str, packet_ms: int) -> str:
+    """The answer with `a=ptime` on its audio section: the packet length the browser should send (RFC 4566).
+
+    Chrome's Opus encoder takes its frame length from the remote description's ptime; a peer that ignores it
+    keeps sending 20 ms packets, which the server takes as well.
+    """
+    if packet_ms == 20 or "a=ptime:" in sdp:
+        return sdp
+
+    def add(match: re.Match[str]) -> str:
+        line = match.group(1)
+        newline = "\r\n" if line.endswith("\r\n") else "\n"
+        return f"{line}a=ptime:{packet_ms}{newline}"
+
+    return _AUDIO_SECTION.sub(add, sdp)

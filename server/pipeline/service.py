@@ -11,28 +11,25 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from openai import AsyncOpenAI, Timeout
+from openai import AsyncOpenAI
 
 from server.errors import BadRequest, NotFound, ServiceUnavailable
-from server.pipeline.lesson import LessonSession, plan_lesson
+from server.pipeline.llm_client import llm_client
 from server.pipeline.models import ModelError, SharedModels, load_models
-from server.pipeline.sdp import check_offer
-from server.pipeline.transport import with_ptime
+from server.pipeline.sdp import check_offer, with_ptime
+from server.pipeline.session import LessonSession
 
 if TYPE_CHECKING:
     from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
-    from server.lessons import LiveLesson
+    from server.lesson_brief import LessonBrief
+    from server.lesson_recorder import RecorderFactory
     from server.settings import Settings
-    from server.store.db import Database
 
 log = logging.getLogger(__name__)
 
 # Why a learner's live lesson ends when the same learner starts another one (in another tab or window).
 REPLACED = "replaced-by-new-lesson"
-
-# Only the loopback default needs no key; the openai client refuses to start without one.
-NO_API_KEY = "not-needed"
 
 
 def usable_cpus() -> int:
@@ -40,25 +37,16 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def make_llm_client(settings: Settings) -> AsyncOpenAI:
-    """One OpenAI-compatible client for every lesson, with the configured timeout and retries."""
-    llm = settings.voice.llm
-    api_key = llm.api_key.get_secret_value() if llm.api_key else NO_API_KEY
-    return AsyncOpenAI(
-        api_key=api_key,
-        base_url=llm.base_url,
-        timeout=Timeout(llm.timeout_secs, connect=min(5.0, llm.timeout_secs)),
-        max_retries=llm.max_retries,
-    )
-
-
 class VoiceService:
     """Runs live lessons over WebRTC on models loaded once and shared by all of them."""
 
-    def __init__(self, settings: Settings, db: Database, models: SharedModels | None = None) -> None:
-        """Cheap: models load in start(). Pass `models` to share ones already loaded (several apps, tests)."""
+    def __init__(self, settings: Settings, recorders: RecorderFactory, models: SharedModels | None = None) -> None:
+        """Cheap: models load in start(). Pass `models` to share ones already loaded (several apps, tests).
+
+        `recorders` gives each lesson, by id, the callbacks that record its finished utterances and its end.
+        """
         self._settings = settings
-        self._db = db
+        self._recorders = recorders
         self._models: SharedModels | None = models
         self._owns_models = models is None
         self._llm_client: AsyncOpenAI | None = None
@@ -96,13 +84,13 @@ class VoiceService:
             except ModelError as exc:
                 log.error("voice: %s", exc)
                 raise ServiceUnavailable("voice_models_unavailable", str(exc)) from exc
-            self._llm_client = make_llm_client(self._settings)
+            self._llm_client = llm_client(self._settings.voice.llm)
             if self._settings.voice.log_latency and self._lag_task is None:
                 self._lag_task = asyncio.create_task(_watch_loop_lag(), name="voice-loop-lag")
 
     def _client(self) -> AsyncOpenAI:
         if self._llm_client is None:
-            self._llm_client = make_llm_client(self._settings)
+            self._llm_client = llm_client(self._settings.voice.llm)
         return self._llm_client
 
     async def close(self) -> None:
@@ -120,8 +108,8 @@ class VoiceService:
             self._models.close()
         self._models = None
 
-    async def offer(self, lesson: LiveLesson, sdp: str, type: str, pc_id: str | None = None) -> dict[str, str]:
-        """Answer a learner's WebRTC offer for a live lesson and start (or renegotiate) its pipeline.
+    async def offer(self, brief: LessonBrief, sdp: str, type: str, pc_id: str | None = None) -> dict[str, str]:
+        """Answer a learner's WebRTC offer for a live lesson (its brief) and start (or renegotiate) its pipeline.
 
         A learner holds one live lesson at a time: an offer for another lesson takes over, and the learner's
         other live lesson ends with reason "replaced-by-new-lesson" (a forgotten tab never locks them out).
@@ -131,11 +119,11 @@ class VoiceService:
         if type != "offer":
             raise BadRequest("invalid_sdp", f'Expected an SDP of type "offer", got "{type}".')
         check_offer(sdp)
-        async with self._learner_offers.hold(lesson.learner_id):
-            return await self._offer(lesson, sdp, type, pc_id)
+        async with self._learner_offers.hold(brief.learner_id):
+            return await self._offer(brief, sdp, type, pc_id)
 
-    async def _offer(self, lesson: LiveLesson, sdp: str, type: str, pc_id: str | None) -> dict[str, str]:
-        existing = self._sessions.get(lesson.lesson_id)
+    async def _offer(self, brief: LessonBrief, sdp: str, type: str, pc_id: str | None) -> dict[str, str]:
+        existing = self._sessions.get(brief.lesson_id)
         if pc_id and existing is not None and existing.connection.pc_id == pc_id and not existing.finished:
             try:
                 await existing.connection.renegotiate(sdp=sdp, type=type)
@@ -146,7 +134,7 @@ class VoiceService:
         replaced = [
             s
             for s in self._sessions.values()
-            if s.learner_id == lesson.learner_id and s.plan.lesson_id != lesson.lesson_id and s.ended_reason is None
+            if s.learner_id == brief.learner_id and s.lesson_id != brief.lesson_id and s.ended_reason is None
         ]
         limit = self.lesson_limit
         # The lesson's own session (a reconnect) and the learner's other lesson (replaced) free their slots.
@@ -157,13 +145,13 @@ class VoiceService:
             raise ServiceUnavailable("voice_busy", "All voice lesson slots are busy; try again in a minute.")
         self._starting += 1
         try:
-            return await self._start_session(lesson, sdp, type, existing, replaced)
+            return await self._start_session(brief, sdp, type, existing, replaced)
         finally:
             self._starting -= 1
 
     async def _start_session(
         self,
-        lesson: LiveLesson,
+        brief: LessonBrief,
         sdp: str,
         type: str,
         existing: LessonSession | None,
@@ -195,34 +183,34 @@ class VoiceService:
 
         for other in replaced:
             # Its page says the lesson continued in another window; its end is stored before this one starts.
-            log.info("voice: lesson %s: the learner started lesson %s", other.plan.lesson_id, lesson.lesson_id)
+            log.info("voice: lesson %s: the learner started lesson %s", other.lesson_id, brief.lesson_id)
             await other.end(REPLACED)
         if existing is not None:
             # The lesson connected again (a reload, another window): the old pipeline goes, the lesson goes on,
             # and a page still showing the old connection says where it went.
-            self._sessions.pop(lesson.lesson_id, None)
+            self._sessions.pop(brief.lesson_id, None)
             await existing.end(REPLACED, record=False)
 
         session = LessonSession(
-            plan=plan_lesson(lesson, self._settings.voice),
+            brief=brief,
             connection=connection,
             models=self._models,
             settings=self._settings.voice,
-            db=self._db,
             llm_client=self._client(),
+            recorder=self._recorders(brief.lesson_id),
             on_finished=self._forget,
         )
-        self._sessions[lesson.lesson_id] = session
+        self._sessions[brief.lesson_id] = session
         try:
             await session.start()
         except Exception as exc:
-            self._sessions.pop(lesson.lesson_id, None)
+            self._sessions.pop(brief.lesson_id, None)
             await _close_quietly(connection)
-            log.exception("voice: lesson %s: cannot start the pipeline", lesson.lesson_id)
+            log.exception("voice: lesson %s: cannot start the pipeline", brief.lesson_id)
             raise ServiceUnavailable("voice_pipeline_failed", f"The voice pipeline could not start: {exc}") from exc
         log.info(
             "voice: lesson %s connecting (answer %.3f s, pipeline %.3f s, %d live)",
-            lesson.lesson_id,
+            brief.lesson_id,
             answered - started,
             time.perf_counter() - answered,
             self.live_lessons,
@@ -265,8 +253,8 @@ class VoiceService:
         return {"sdp": sdp, "type": answer["type"], "pc_id": answer["pc_id"]}
 
     async def _forget(self, session: LessonSession) -> None:
-        if self._sessions.get(session.plan.lesson_id) is session:
-            del self._sessions[session.plan.lesson_id]
+        if self._sessions.get(session.lesson_id) is session:
+            del self._sessions[session.lesson_id]
 
 
 class _KeyedLocks:

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import openai
-from openai import AsyncOpenAI, Timeout
+from openai import AsyncOpenAI
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import ErrorFrame, Frame, TranscriptionFrame, TTSAudioRawFrame
 from pipecat.processors.frame_processor import FrameProcessor
@@ -17,6 +17,7 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.errors import ErrorCategory, classify_http_status_code
 from pipecat.utils.time import time_now_iso8601
 
+from server.pipeline.llm_client import NO_API_KEY, openai_client
 from server.pipeline.models import ModelError
 from server.pipeline.stt import SharedWhisperSTTService, WhisperOptions
 from server.pipeline.tts import SharedPiperTTSService
@@ -32,9 +33,6 @@ OnSegment = Callable[[str], Awaitable[None]]
 # (code, message): how a stage tells the learner's page that it failed, e.g. ("stt-unavailable", "...").
 OnStageError = Callable[[str, str], None]
 
-# The openai client refuses to start without a key, and without one it would read OPENAI_API_KEY from the
-# environment and send it to whatever server is configured: a placeholder keeps secrets where they were put.
-NO_API_KEY = "not-needed"
 # OpenAI's /v1/audio/speech returns 24 kHz 16-bit mono PCM for response_format "pcm".
 HOSTED_TTS_SAMPLE_RATE = 24000
 STT_UNAVAILABLE = "stt-unavailable"
@@ -59,7 +57,7 @@ def make_stt(
         )
     if stt.provider == "openai":
         return HostedSTTService(
-            client=_client(stt.base_url, stt.api_key, stt.timeout_secs, stt.max_retries),
+            client=openai_client(stt.base_url, stt.api_key, stt.timeout_secs, stt.max_retries),
             base_url=stt.base_url,
             model=stt.model or "whisper-1",
             language=stt.language,
@@ -98,7 +96,7 @@ def make_tts(
         # With a hosted provider the voices table names the provider's voices (e.g. "alloy"), not piper models.
         slot = tts.voices.get(f"{voice}.{style}") or TTSVoice()
         return HostedTTSService(
-            client=_client(tts.base_url, tts.api_key, tts.timeout_secs, tts.max_retries),
+            client=openai_client(tts.base_url, tts.api_key, tts.timeout_secs, tts.max_retries),
             base_url=tts.base_url,
             model=tts.model,
             voice=slot.voice,
@@ -106,17 +104,6 @@ def make_tts(
             on_error=on_error,
         )
     raise ValueError(f"unknown voice.tts.provider {tts.provider!r}")
-
-
-def _client(base_url: str, api_key: Any, timeout_secs: float, max_retries: int) -> AsyncOpenAI:
-    """A client whose every call gives up after `timeout_secs` (the SDK's own default is 10 minutes)."""
-    key = api_key.get_secret_value() if api_key is not None else NO_API_KEY
-    return AsyncOpenAI(
-        api_key=key,
-        base_url=base_url,
-        timeout=Timeout(timeout_secs, connect=min(5.0, timeout_secs)),
-        max_retries=max_retries,
-    )
 
 
 def describe_failure(stage: str, base_url: str, env_prefix: str, exc: Exception) -> tuple[str, ErrorCategory]:

@@ -21,6 +21,7 @@ from harness.rtc_client import LessonClient
 from harness.scripted_llm import MODEL_ID, ScriptedLLM
 from harness.speech import synthesize
 from server.app import create_app
+from server.lesson_recorder import stored_lessons
 from server.pipeline.models import SharedModels, load_models
 from server.pipeline.service import VoiceService
 from server.settings import Settings, VoiceSettings
@@ -180,7 +181,7 @@ async def start_lesson(tmp_path: Path, voice_models: SharedModels) -> AsyncItera
         await test_app.startup()
         state = get_state(app)
         # Share the session's models instead of loading them per test.
-        state.voice = VoiceService(settings, state.db, models=voice_models)
+        state.voice = VoiceService(settings, stored_lessons(state.db), models=voice_models)
         stack.push_async_callback(state.voice.close)
         client = app.test_client()
         await register(client)

@@ -14,6 +14,7 @@ import pytest
 
 from harness.openai_audio import OpenAIAudioServer
 from harness.scripted_llm import unused_base_url
+from server.lesson_recorder import stored_lessons
 from server.pipeline.models import SharedModels
 from server.pipeline.service import VoiceService
 from server.state import get_state
@@ -86,7 +87,7 @@ async def use_models(lesson: VoiceLesson, models: SharedModels) -> None:
     state = get_state(lesson.app)
     assert state.voice is not None
     await state.voice.close()
-    state.voice = VoiceService(state.settings, state.db, models=models)
+    state.voice = VoiceService(state.settings, stored_lessons(state.db), models=models)
     lesson.stack.push_async_callback(state.voice.close)
 
 

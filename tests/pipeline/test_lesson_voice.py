@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
+from server.state import get_state
+from server.store.models import Lesson
 from tests.pipeline.conftest import FIRST_MESSAGE, TOPIC, LessonFactory, is_final, is_status, words
 
 pytestmark = pytest.mark.voice
@@ -135,6 +139,23 @@ async def test_lesson_stops_itself_at_its_duration_with_a_goodbye(start_lesson: 
     assert stored["end_reason"] == "exceeded-max-duration"
     assert stored["ended_at"] is not None
     assert "goodbye" in words(stored["transcript"][-1]["text"])
+
+
+async def test_a_lesson_that_connects_late_has_only_the_time_it_has_left(start_lesson: LessonFactory) -> None:
+    """Its clock runs from when the lesson started (a reload, another window), cap or no cap."""
+    lesson = await start_lesson(VOICE__MAX_LESSON_SECS="60")
+    async with get_state(lesson.app).db.write() as session:
+        started = datetime.now(UTC) - timedelta(seconds=54)
+        await session.execute(update(Lesson).where(Lesson.id == lesson.lesson_id).values(started_at=started))
+    peer = await lesson.connect()
+
+    # About 6 s left: the greeting, then the goodbye, long before a fresh 60 s would be up.
+    await peer.wait_for_message(is_final("assistant", "time is up"), timeout=30)
+    status = await peer.wait_for_message(is_status("ended"), timeout=20)
+    assert status["endedReason"] == "exceeded-max-duration"
+    stored = await lesson.wait_ended()
+    assert stored["end_reason"] == "exceeded-max-duration"
+    assert stored["length_seconds"] < 60 + 20
 
 
 async def test_closing_the_page_ends_the_lesson(start_lesson: LessonFactory) -> None:

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,7 @@ import pytest
 from pipecat.frames.frames import TTSAudioRawFrame
 
 from harness.scripted_llm import ScriptedLLM, unused_base_url
-from server.lessons import CompanionView, LiveLesson
 from server.pipeline.doctor import check_llm
-from server.pipeline.lesson import plan_lesson
 from server.pipeline.models import BUNDLED_VOICE, SharedModels, bundled_voice_path, load_models
 from server.pipeline.phrases import PhraseCache
 from server.pipeline.stt import WhisperBatcher, WhisperOptions, transcribe_batch, transcribe_pcm
@@ -163,19 +160,6 @@ def test_voice_slots_use_school_voices_and_fall_back_to_the_bundled_one(
         assert "en_US-missing-high" in caplog.text
     finally:
         models.close()
-
-
-def test_the_companion_shapes_the_lesson() -> None:
-    companion = CompanionView(7, "Neura", "science", "Neural networks", "female", "casual", 15)
-    lesson = LiveLesson(3, 1, datetime.now(UTC), companion)
-    plan = plan_lesson(lesson, VoiceSettings())
-    assert plan.first_message == "Hello, let's start the session. Today we'll be talking about Neural networks."
-    assert "Topic: Neural networks. Subject: science." in plan.system_prompt
-    assert "casual" in plan.system_prompt
-    assert plan.max_duration_secs == 15 * 60
-    assert (plan.voice, plan.style) == ("female", "casual")
-    capped = plan_lesson(lesson, VoiceSettings(max_lesson_secs=30))
-    assert capped.max_duration_secs == 30
 
 
 async def test_doctor_says_how_to_point_the_server_at_an_llm(tmp_path: Path) -> None:

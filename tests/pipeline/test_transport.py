@@ -13,16 +13,10 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 from av import AudioFrame, AudioResampler
 
-from server.pipeline.transport import (
-    LOOKAHEAD_PACKETS,
-    QUIET_TAIL_MS,
-    AudioJitterBuffer,
-    AudioPackets,
-    InlineAudioDecoding,
-    LearnerAudio,
-    QuietAudioTrack,
-    with_ptime,
-)
+from server.pipeline.sdp import with_ptime
+from server.pipeline.webrtc.jitter import AudioJitterBuffer, AudioPackets, InlineAudioDecoding
+from server.pipeline.webrtc.learner_audio import LearnerAudio
+from server.pipeline.webrtc.tutor_track import LOOKAHEAD_PACKETS, QUIET_TAIL_MS, QuietAudioTrack
 
 OUT_RATE = 24000
 FRAME = OUT_RATE // 50  # samples in one 20 ms frame

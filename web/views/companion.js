@@ -248,8 +248,9 @@ export async function companionView(ctx) {
     }
   }
 
+  // From the server's answer (/call's seconds_left), which counts from when the lesson started and keeps
+  // voice.max_lesson_secs: the page shows the same time left as the server ends the lesson at.
   function startClock() {
-    endsAt = Date.now() + totalSeconds * 1000;
     delete countdown.dataset.warned;
     tick();
     clockTimer = window.setInterval(tick, 250);
@@ -434,6 +435,8 @@ export async function companionView(ctx) {
 
     try {
       const call = await get(`/api/lessons/${lesson.id}/call`);
+      endsAt = Date.now() + Math.max(0, Number(call.seconds_left ?? totalSeconds)) * 1000;
+      clock.textContent = formatClock((endsAt - Date.now()) / 1000);
       hosted = (call.backend || app.config.voice.backend) === "vapi";
       if (client) detach(client);
       client = await createVoiceClient(app.config, call);

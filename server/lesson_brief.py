@@ -1,0 +1,59 @@
+"""A lesson's brief: what its companion decides about it (words, voice, length), for either voice backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from server.lessons import LiveLesson
+from server.settings import Settings
+from server.timeutil import as_utc
+
+
+@dataclass(frozen=True)
+class LessonBrief:
+    """What the tutor says, how it sounds and how long the lesson lasts; the one answer every part uses."""
+
+    lesson_id: int
+    learner_id: int
+    system_prompt: str
+    greeting: str
+    goodbye: str
+    apology: str
+    voice: str
+    style: str
+    # The lesson's whole length: the companion's duration, within voice.max_lesson_secs.
+    max_secs: float
+    started_at: datetime
+
+    def seconds_left(self, now: datetime | None = None) -> float:
+        """What is left of the lesson: its clock runs from when it started, so a reconnect (a reload, another
+        window) goes on with the time left instead of starting over."""
+        elapsed = ((now or datetime.now(UTC)) - self.started_at).total_seconds()
+        return max(0.0, self.max_secs - max(0.0, elapsed))
+
+
+def lesson_length_secs(settings: Settings, duration_minutes: int) -> float:
+    """The one rule for a lesson's length: its companion's duration, never more than voice.max_lesson_secs."""
+    seconds = float(duration_minutes) * 60.0
+    cap = settings.voice.max_lesson_secs
+    return min(seconds, cap) if cap > 0 else seconds
+
+
+def brief_lesson(settings: Settings, live: LiveLesson) -> LessonBrief:
+    """Turn a live lesson's companion into its prompt, greeting, goodbye, voice and length."""
+    voice = settings.voice
+    companion = live.companion
+    fields = {"subject": companion.subject, "topic": companion.topic, "style": companion.style, "name": companion.name}
+    return LessonBrief(
+        lesson_id=live.lesson_id,
+        learner_id=live.learner_id,
+        system_prompt=voice.system_prompt.format(**fields),
+        greeting=voice.first_message.format(**fields),
+        goodbye=voice.goodbye_message.format(**fields),
+        apology=voice.apology_message,
+        voice=companion.voice,
+        style=companion.style,
+        max_secs=lesson_length_secs(settings, companion.duration),
+        started_at=as_utc(live.started_at),
+    )
