@@ -2,10 +2,10 @@
 
 Run as ``python -m bench.api`` (see ``--help``). For each backend (SQLite, then a throwaway PostgreSQL 15
 cluster) it creates the schema with ``Database.upgrade()``, bulk-inserts learners, companions, lessons and
-bookmarks through SQLAlchemy Core, starts the real server in a subprocess on a loopback port (speech models
-not preloaded), signs in through ``POST /api/auth/login`` and drives each route with ``wrk`` at a fixed
-concurrency for a fixed time, after a warm-up. ``GET /healthz`` of the same server in the same run is the
-framework's ceiling; every other route is reported beside it as a ratio.
+bookmarks through SQLAlchemy Core, starts the real server (`tutor serve`: uvicorn) in a subprocess on a
+loopback port (speech models not preloaded), signs in through ``POST /api/auth/login`` and drives each route
+with ``wrk`` at a fixed concurrency for a fixed time, after a warm-up. ``GET /healthz`` of the same server in
+the same run is the framework's ceiling; every other route is reported beside it as a ratio.
 
 The machine has two cores, so the split is one server process and one wrk thread (PostgreSQL's backends share
 the cores with both, which is part of what that column measures).
@@ -392,7 +392,7 @@ def measure(
             result = Result(
                 endpoint=endpoint.name,
                 backend=backend,
-                server="hypercorn",
+                server="uvicorn",
                 requests=raw["requests"],
                 seconds=round(seconds, 2),
                 rps=round(raw["requests"] / seconds, 1),

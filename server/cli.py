@@ -29,22 +29,37 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
+    import signal
+
+    import uvicorn
 
     from server.app import create_app
     from server.observability import init_sentry
 
     init_sentry()
     app = create_app(settings)
-    config = Config()
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.graceful_timeout = 5
+    # uvloop and httptools: about 40% less server CPU a request than hypercorn on asyncio (docs/benchmarks.md).
+    # Lifespan on: Quart's before_serving and after_serving (which ends live lessons) run at start and stop.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    # uvicorn shuts down cleanly on SIGTERM or SIGINT and then raises the signal again with the handler it
+    # found; with these, that last step is a clean exit (status 0), as the shutdown was.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     log.info("serving on http://%s:%s", host, port)
-    asyncio.run(serve(app, config))
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -95,9 +95,14 @@ class CompanionList(BaseModel):
     items: list[CompanionOut]
 
 
+# How long every viewer shares one read of a library page (another process's edits show after at most this).
+LIBRARY_CACHE_SECS = 2.0
+
+
 def to_out(row: store.CompanionRow, viewer_id: int) -> CompanionOut:
     c = row.companion
-    return CompanionOut(
+    # Our own columns, already of these types: validating them again would only cost each list its CPU.
+    return CompanionOut.model_construct(
         id=c.id,
         name=c.name,
         subject=c.subject,
@@ -105,7 +110,7 @@ def to_out(row: store.CompanionRow, viewer_id: int) -> CompanionOut:
         voice=c.voice,
         style=c.style,
         duration=c.duration,
-        author=AuthorOut(id=c.author_id, name=row.author_name),
+        author=AuthorOut.model_construct(id=c.author_id, name=row.author_name),
         is_mine=c.author_id == viewer_id,
         bookmarked=row.bookmarked,
         lessons_count=row.lessons_count,
@@ -145,9 +150,16 @@ async def list_page(
     author_id: int | None = None,
 ) -> CompanionPage:
     filters = store.CompanionFilter(subject=subject or None, topic=(topic or "").strip() or None, author_id=author_id)
-    async with db.read() as session:
-        rows, total = await store.page(session, user.id, filters, offset=(page - 1) * limit, limit=limit, sort=sort)
-    return CompanionPage(items=[to_out(r, user.id) for r in rows], page=page, limit=limit, total=total)
+    offset = (page - 1) * limit
+
+    async def read_page() -> tuple[list[store.CompanionRecord], int]:
+        return await db.read_unit(lambda conn: store.page(conn, filters, offset=offset, limit=limit, sort=sort))
+
+    # Every viewer of a page shares its rows and total; only their own bookmark flags are read for each.
+    key = ("library", filters, offset, limit, sort)
+    records, total = await db.shared_cache.get(key, LIBRARY_CACHE_SECS, read_page)
+    rows = await db.read_unit(lambda conn: store.viewed(conn, user.id, records))
+    return CompanionPage.model_construct(items=[to_out(r, user.id) for r in rows], page=page, limit=limit, total=total)
 
 
 async def mine(db: Database, user: CurrentUser, *, page: int, limit: int) -> CompanionPage:
@@ -156,11 +168,12 @@ async def mine(db: Database, user: CurrentUser, *, page: int, limit: int) -> Com
 
 
 async def get(db: Database, user: CurrentUser, companion_id: int) -> CompanionOut:
-    async with db.read() as session:
-        row = await store.one_row(session, user.id, companion_id)
-    if row is None:
+    rows = await db.read_unit(
+        lambda conn: store.viewed(conn, user.id, list(store.records_by_ids(conn, [companion_id]).values()))
+    )
+    if not rows:
         raise NotFound("companion_not_found", "No companion with that id.")
-    return to_out(row, user.id)
+    return to_out(rows[0], user.id)
 
 
 async def _own(session: AsyncSession, user: CurrentUser, companion_id: int) -> Companion:

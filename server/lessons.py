@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from server import plans
 from server.accounts import CurrentUser
-from server.companions import CompanionList, CompanionOut, to_out
+from server.companions import LIBRARY_CACHE_SECS, CompanionList, CompanionOut, to_out
 from server.errors import Conflict, Forbidden, NotFound
 from server.settings import Settings
 from server.store import companions as companion_store
@@ -76,7 +76,7 @@ class LiveLesson:
 
 
 def _lesson_companion(
-    lesson: Lesson, rows: dict[int, companion_store.CompanionRow], viewer_id: int
+    lesson: Lesson | store.LessonRecord, rows: dict[int, companion_store.CompanionRow], viewer_id: int
 ) -> CompanionOut | ErasedCompanionOut:
     """The companion as it is (archived ones included), else as the lesson recorded it."""
     row = rows.get(lesson.companion_id) if lesson.companion_id is not None else None
@@ -91,7 +91,9 @@ def _lesson_companion(
 
 
 def _lesson_out(
-    lesson: Lesson, companion: CompanionOut | ErasedCompanionOut, transcript: list[TranscriptEntry] | None = None
+    lesson: Lesson | store.LessonRecord,
+    companion: CompanionOut | ErasedCompanionOut,
+    transcript: list[TranscriptEntry] | None = None,
 ) -> LessonOut:
     return LessonOut(
         id=lesson.id,
@@ -139,25 +141,21 @@ async def start(
     return _lesson_out(lesson, to_out(row, user.id))
 
 
-async def _with_companions(db: Database, user: CurrentUser, lessons: list[Lesson]) -> list[LessonOut]:
-    ids = list({x.companion_id for x in lessons if x.companion_id is not None})
-    async with db.read() as session:
-        rows = await companion_store.rows_by_ids(session, user.id, ids, archived=True)
-    return [_lesson_out(x, _lesson_companion(x, rows, user.id)) for x in lessons]
-
-
 async def mine(db: Database, user: CurrentUser, limit: int) -> LessonList:
-    async with db.read() as session:
-        lessons = await store.latest(session, limit, learner_id=user.id)
-    return LessonList(items=await _with_companions(db, user, lessons))
+    lessons, rows = await db.read_unit(lambda conn: store.latest_with_companions(conn, user.id, limit))
+    return LessonList.model_construct(items=[_lesson_out(x, _lesson_companion(x, rows, user.id)) for x in lessons])
 
 
 async def recent_companions(db: Database, user: CurrentUser, limit: int) -> CompanionList:
     """Companions of the latest lessons of all learners, newest first, each once; no learner is named."""
-    async with db.read() as session:
-        order = await store.latest_companion_ids(session, limit)
-        rows = await companion_store.rows_by_ids(session, user.id, order)
-    return CompanionList(items=[to_out(rows[i], user.id) for i in order if i in rows])
+
+    async def read_recent() -> list[companion_store.CompanionRecord]:
+        return await db.read_unit(lambda conn: store.latest_companions(conn, limit))
+
+    # The same for every viewer, like a library page; only the bookmark flags are each viewer's own.
+    records = await db.shared_cache.get(("recent", limit), LIBRARY_CACHE_SECS, read_recent)
+    rows = await db.read_unit(lambda conn: companion_store.viewed(conn, user.id, records))
+    return CompanionList.model_construct(items=[to_out(r, user.id) for r in rows])
 
 
 async def get(db: Database, user: CurrentUser, lesson_id: int) -> LessonOut:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, func, literal, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import Bookmark, Companion, Lesson, User
@@ -24,12 +25,37 @@ class CompanionFilter:
     author_id: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class CompanionRecord:
+    """A companion as lists show it, read as plain columns (no ORM entity): the same for every viewer."""
+
+    id: int
+    name: str
+    subject: str
+    topic: str
+    voice: str
+    style: str
+    duration: int
+    author_id: int
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+    author_name: str
+    lessons_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class CompanionRow:
-    companion: Companion
+    """A companion and what one viewer sees of it."""
+
+    companion: CompanionRecord
     author_name: str
     bookmarked: bool
     lessons_count: int
+
+    @classmethod
+    def of(cls, record: CompanionRecord, bookmarked: bool) -> CompanionRow:
+        return cls(record, record.author_name, bookmarked, record.lessons_count)
 
 
 def escape_like(term: str) -> str:
@@ -58,31 +84,58 @@ def _where(query: Select[Any], filters: CompanionFilter) -> Select[Any]:
     return query
 
 
-def _rows_query(viewer_id: int) -> Select[Any]:
+def _records_query() -> Select[Any]:
+    """The columns of a `CompanionRecord`, in its field order."""
     lessons_count = (
         select(func.count()).select_from(Lesson).where(Lesson.companion_id == Companion.id).scalar_subquery()
     )
-    return (
-        select(Companion, User.name, Bookmark.learner_id.is_not(None), lessons_count)
-        .join(User, User.id == Companion.author_id)
-        .outerjoin(Bookmark, and_(Bookmark.companion_id == Companion.id, Bookmark.learner_id == viewer_id))
+    columns: tuple[Any, ...] = (
+        Companion.id,
+        Companion.name,
+        Companion.subject,
+        Companion.topic,
+        Companion.voice,
+        Companion.style,
+        Companion.duration,
+        Companion.author_id,
+        Companion.created_at,
+        Companion.updated_at,
+        Companion.archived_at,
+        User.name,
+        lessons_count,
     )
+    return select(*columns).join(User, User.id == Companion.author_id)
+
+
+_RECORD_WIDTH = len(CompanionRecord.__slots__)
+
+
+def _records(result: Sequence[Any]) -> list[CompanionRecord]:
+    # Rows may carry extra trailing columns (the viewer's flag, the page's total) after the record's own.
+    return [CompanionRecord(*r[:_RECORD_WIDTH]) for r in result]
+
+
+def _rows_query(viewer_id: int) -> Select[Any]:
+    query: Select[Any] = _records_query().add_columns(Bookmark.learner_id.is_not(None))
+    return query.outerjoin(Bookmark, and_(Bookmark.companion_id == Companion.id, Bookmark.learner_id == viewer_id))
 
 
 def _rows(result: Sequence[Any]) -> list[CompanionRow]:
-    # Rows may carry extra trailing columns (the page's total); only the first four describe the companion.
-    return [CompanionRow(r[0], r[1], bool(r[2]), int(r[3])) for r in result]
+    return [CompanionRow.of(record, bool(r[_RECORD_WIDTH])) for record, r in zip(_records(result), result, strict=True)]
 
 
 def _count(filters: CompanionFilter) -> Select[Any]:
     return _where(select(func.count()).select_from(Companion), filters)
 
 
-async def page(
-    session: AsyncSession, viewer_id: int, filters: CompanionFilter, *, offset: int, limit: int, sort: str
-) -> tuple[list[CompanionRow], int]:
-    """One page of companions, newest (or most taught) first, and the total that match."""
-    query = _where(_rows_query(viewer_id), filters)
+def page(
+    conn: Connection, filters: CompanionFilter, *, offset: int, limit: int, sort: str
+) -> tuple[list[CompanionRecord], int]:
+    """One page of companions, newest (or most taught) first, and the total that match: the same for everyone.
+
+    A read unit (`Database.read_unit`); the viewer's own flags come from `bookmarked_among`.
+    """
+    query = _where(_records_query(), filters)
     if sort == "popular":
         popularity = select(Lesson.companion_id, func.count().label("n")).group_by(Lesson.companion_id).subquery()
         query = query.outerjoin(popularity, popularity.c.companion_id == Companion.id).order_by(
@@ -97,24 +150,59 @@ async def page(
     # matching row, lesson counts included, before the LIMIT.) correlate(None) keeps it from being correlated
     # to the outer `companions`.
     total_column = _count(filters).correlate(None).scalar_subquery()
-    result = (await session.execute(query.add_columns(total_column).offset(offset).limit(limit))).all()
+    result = conn.execute(query.add_columns(total_column).offset(offset).limit(limit)).all()
     if result:
         total = result[0][-1]
     else:  # a page past the end has no row to carry the total
-        total = await session.scalar(_count(filters))
-    return _rows(result), int(total or 0)
+        total = conn.scalar(_count(filters))
+    return _records(result), int(total or 0)
+
+
+def _by_ids(query: Select[Any], ids: Any, archived: bool) -> Select[Any]:
+    # `ids`: a list of ids, or an expanding bind parameter that stands for one.
+    query = query.where(Companion.id.in_(ids))
+    return query if archived else query.where(IN_LIBRARY)
+
+
+# Built once, like _BOOKMARKED_AMONG below: with and without archived companions.
+_RECORDS_BY_IDS = {
+    archived: _by_ids(_records_query(), bindparam("ids", expanding=True), archived) for archived in (False, True)
+}
+
+
+def records_by_ids(conn: Connection, ids: Sequence[int], *, archived: bool = False) -> dict[int, CompanionRecord]:
+    """The companions with these ids as everyone sees them (a read unit); archived ones only with `archived`."""
+    if not ids:
+        return {}
+    return {r.id: r for r in _records(conn.execute(_RECORDS_BY_IDS[archived], {"ids": list(ids)}).all())}
+
+
+# Built once: every list runs it, and a statement reused keeps its cache key instead of building one each time.
+_BOOKMARKED_AMONG = select(Bookmark.companion_id).where(
+    Bookmark.learner_id == bindparam("learner_id"), Bookmark.companion_id.in_(bindparam("ids", expanding=True))
+)
+
+
+def bookmarked_among(conn: Connection, learner_id: int, ids: Sequence[int]) -> set[int]:
+    """Which of these companions the learner bookmarked (a read unit)."""
+    if not ids:
+        return set()
+    return set(conn.scalars(_BOOKMARKED_AMONG, {"learner_id": learner_id, "ids": list(ids)}))
+
+
+def viewed(conn: Connection, viewer_id: int, records: Sequence[CompanionRecord]) -> list[CompanionRow]:
+    """The records with the viewer's bookmark flags (a read unit)."""
+    marked = bookmarked_among(conn, viewer_id, [r.id for r in records])
+    return [CompanionRow.of(r, r.id in marked) for r in records]
 
 
 async def rows_by_ids(
     session: AsyncSession, viewer_id: int, ids: Sequence[int], *, archived: bool = False
 ) -> dict[int, CompanionRow]:
-    """The companions with these ids; archived ones only with `archived=True`."""
+    """The companions with these ids as the viewer sees them, inside a transaction; archived ones with `archived`."""
     if not ids:
         return {}
-    query = _rows_query(viewer_id).where(Companion.id.in_(ids))
-    if not archived:
-        query = query.where(IN_LIBRARY)
-    result = (await session.execute(query)).all()
+    result = (await session.execute(_by_ids(_rows_query(viewer_id), ids, archived))).all()
     return {row.companion.id: row for row in _rows(result)}
 
 

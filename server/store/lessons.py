@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.store import companions as companion_store
 from server.store.models import Companion, Lesson, TranscriptEntry
 
 
@@ -20,15 +22,34 @@ async def count_for_learner(session: AsyncSession, learner_id: int, since: datet
     return int(await session.scalar(query) or 0)
 
 
-async def latest(session: AsyncSession, limit: int, learner_id: int | None = None) -> list[Lesson]:
-    query = select(Lesson).order_by(Lesson.started_at.desc(), Lesson.id.desc()).limit(limit)
+@dataclass(frozen=True, slots=True)
+class LessonRecord:
+    """A lesson as a history list shows it, read as plain columns (no ORM entity)."""
+
+    id: int
+    companion_id: int | None
+    companion_name: str | None
+    companion_subject: str | None
+    companion_topic: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    length_seconds: int | None
+    end_reason: str | None
+
+
+_LESSON_COLUMNS = tuple(getattr(Lesson, name) for name in LessonRecord.__slots__)
+
+
+def latest(conn: Connection, limit: int, learner_id: int | None = None) -> list[LessonRecord]:
+    """The latest lessons (of one learner), newest first (a read unit)."""
+    query = select(*_LESSON_COLUMNS).order_by(Lesson.started_at.desc(), Lesson.id.desc()).limit(limit)
     if learner_id is not None:
         query = query.where(Lesson.learner_id == learner_id)
-    return list((await session.execute(query)).scalars())
+    return [LessonRecord(*row) for row in conn.execute(query)]
 
 
-async def latest_companion_ids(session: AsyncSession, limit: int) -> list[int]:
-    """Ids of the library companions of the latest lessons of all learners, newest first, each once.
+def latest_companion_ids(conn: Connection, limit: int) -> list[int]:
+    """Ids of the library companions of the latest lessons of all learners, newest first, each once (a read unit).
 
     Reads the started_at index; companions that left the library are skipped.
     """
@@ -39,8 +60,25 @@ async def latest_companion_ids(session: AsyncSession, limit: int) -> list[int]:
         .order_by(Lesson.started_at.desc(), Lesson.id.desc())
         .limit(limit * 5)
     )
-    ids = [i for i in (await session.execute(query)).scalars() if i is not None]
+    ids = [i for i in conn.scalars(query) if i is not None]
     return list(dict.fromkeys(ids))[:limit]
+
+
+def latest_companions(conn: Connection, limit: int) -> list[companion_store.CompanionRecord]:
+    """The library companions of the latest lessons of all learners, newest first, each once (a read unit)."""
+    order = latest_companion_ids(conn, limit)
+    records = companion_store.records_by_ids(conn, order)
+    return [records[i] for i in order if i in records]
+
+
+def latest_with_companions(
+    conn: Connection, learner_id: int, limit: int
+) -> tuple[list[LessonRecord], dict[int, companion_store.CompanionRow]]:
+    """The learner's latest lessons and their companions (archived ones too) as the learner sees them (a read unit)."""
+    lessons = latest(conn, limit, learner_id=learner_id)
+    ids = list({x.companion_id for x in lessons if x.companion_id is not None})
+    records = list(companion_store.records_by_ids(conn, ids, archived=True).values())
+    return lessons, {row.companion.id: row for row in companion_store.viewed(conn, learner_id, records)}
 
 
 async def get(session: AsyncSession, lesson_id: int) -> Lesson | None:
