@@ -199,6 +199,13 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     _register_errors(app)
     if settings.observability.metrics:
         _register_metrics(app, registry)
+        from prometheus_client import ProcessCollector
+
+        from server.observability import RuntimeCollector
+
+        # Resident memory, open files, threads, tasks and live lessons: what a long day of lessons must not grow.
+        ProcessCollector(registry=registry)
+        registry.register(RuntimeCollector(lambda: state.voice.live_lessons if state.voice is not None else 0))
 
     # After the metrics hooks, so refused requests are counted too; before every route and blueprint hook.
     guard.install(app, settings)

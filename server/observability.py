@@ -1,13 +1,19 @@
-"""Structured logs always, and Sentry error reports when SENTRY_DSN is set."""
+"""Structured logs always, Sentry error reports when SENTRY_DSN is set, and the server's runtime gauges."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import Metric
 
 
 class JsonFormatter(logging.Formatter):
@@ -62,3 +68,35 @@ def init_sentry() -> bool:
 
     sentry_sdk.init(dsn=dsn, integrations=[QuartIntegration()], traces_sample_rate=0.0, send_default_pii=False)
     return True
+
+
+class RuntimeCollector:
+    """Prometheus gauges of what a long-running server holds: asyncio tasks, OS threads and live lessons.
+
+    A lesson that leaves a task, a thread or a session behind shows here as a figure that only ever rises,
+    which is how a school day of lessons is told apart from a leak (see bench/soak.py).
+    """
+
+    def __init__(self, live_lessons: Callable[[], int]) -> None:
+        self._live_lessons = live_lessons
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            # Scrapes are answered on the event loop, whose tasks these are.
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # collected outside the event loop (a test, a script): nothing to count
+            tasks = None
+        if tasks is not None:
+            yield GaugeMetricFamily("tutor_asyncio_tasks", "asyncio tasks alive on the server's event loop", tasks)
+        yield GaugeMetricFamily("tutor_process_threads", "OS threads of the server process", process_threads())
+        yield GaugeMetricFamily("tutor_live_lessons", "voice lessons whose pipeline is running", self._live_lessons())
+
+
+def process_threads() -> int:
+    """OS threads of this process, native ones (onnxruntime's, CTranslate2's) included where /proc says."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # not Linux: the threads Python knows of
+        return threading.active_count()
