@@ -506,7 +506,7 @@ class OursTarget(Target):
         )
 
     def server_breakdowns(self) -> list[dict[str, float]]:
-        # With voice.log_latency on, server/pipeline/lesson.py logs "voice: lesson N: reply in X s
+        # With voice.log_latency on, server/pipeline/session.py logs "voice: lesson N: reply in X s
         # (label secs, ...)" per reply.
         pattern = re.compile(r"voice: lesson \d+: (?:response|reply) in [\d.]+ s \((.*)\)")
         found = []
