@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,3 +153,74 @@ def test_the_scanner_sees_every_kind_of_import() -> None:
     tree = ast.parse(source)
     found = [i.target for i in imports("server.example", tree)]
     assert found == ["quart", "server.store.db", "sqlalchemy.exc.IntegrityError"]
+
+
+def resolve(target: str, known: Collection[str]) -> str | None:
+    """The module an import target names: the longest known prefix (`a.b.c` from `a.b` is module a.b)."""
+    parts = target.split(".")
+    for end in range(len(parts), 0, -1):
+        if (name := ".".join(parts[:end])) in known:
+            return name
+    return None
+
+
+def mutual_imports(modules: dict[str, ast.Module], within: str) -> list[str]:
+    """Pairs of modules under `within` that import each other (a direct cycle), each as "a <-> b"."""
+    arrows = {
+        (m, target)
+        for m, tree in modules.items()
+        if under(m, within)
+        for i in imports(m, tree)
+        if (target := resolve(i.target, modules)) is not None and target != m and under(target, within)
+    }
+    return sorted(f"{a} <-> {b}" for a, b in arrows if a < b and (b, a) in arrows)
+
+
+def test_no_two_pipeline_modules_import_each_other() -> None:
+    # One of a pair that needs the other's helper is a helper in the wrong place: compute.py holds the shared ones.
+    cycles = mutual_imports(server_modules(), "server.pipeline")
+    assert not cycles, "modules of server/pipeline/ that import each other:\n" + "\n".join(cycles)
+
+
+# What starts threads of its own: a pool, a thread, or a class built on one.
+THREAD_MAKERS = {"Thread", "Timer", "ThreadPoolExecutor", "ProcessPoolExecutor"}
+# The one module of the pipeline that makes them, so that every thread a lesson's models run on is named,
+# prioritized and gated in one place. (webrtc/ starts none: aiortc's and pipecat's own run on the event loop.)
+THREAD_OWNER = "server.pipeline.compute"
+
+
+def thread_makers(module: str, tree: ast.Module) -> Iterator[str]:
+    """Where `module` constructs or subclasses a thread or a pool, as "module: Name (line n)"."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            named = [node.func]
+        elif isinstance(node, ast.ClassDef):
+            named = list(node.bases)
+        else:
+            continue
+        for expr in named:
+            name = expr.attr if isinstance(expr, ast.Attribute) else expr.id if isinstance(expr, ast.Name) else ""
+            if name in THREAD_MAKERS:
+                yield f"{module}: {name} (line {node.lineno})"
+
+
+def test_only_compute_makes_the_pipelines_threads_and_pools() -> None:
+    found = [
+        where
+        for module, tree in server_modules().items()
+        if under(module, "server.pipeline") and module != THREAD_OWNER
+        for where in thread_makers(module, tree)
+    ]
+    assert not found, f"threads and pools of server/pipeline/ are made in {THREAD_OWNER}:\n" + "\n".join(found)
+
+
+def test_the_pipeline_rules_see_a_cycle_and_a_thread() -> None:
+    """A check on the two checks above: a cycle through a function-level import, a pool and a Thread subclass."""
+    modules = {
+        "server.pipeline.a": ast.parse("from server.pipeline.b import helper\n"),
+        "server.pipeline.b": ast.parse("def f():\n    from server.pipeline import a\n"),
+        "server.pipeline.c": ast.parse("from server.pipeline.a import x\n"),
+    }
+    assert mutual_imports(modules, "server.pipeline") == ["server.pipeline.a <-> server.pipeline.b"]
+    source = "import threading\nclass T(threading.Thread): ...\npool = cf.ThreadPoolExecutor(2)\n"
+    assert list(thread_makers("m", ast.parse(source))) == ["m: Thread (line 2)", "m: ThreadPoolExecutor (line 3)"]

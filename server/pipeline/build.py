@@ -143,12 +143,12 @@ def _turn_taking(turn: TurnSettings, models: SharedModels) -> LLMUserAggregatorP
     """Silero VAD hears speech start (barge-in included); smart-turn, told about questions, hears it end."""
     vad = SharedSileroVADAnalyzer(
         session=models.silero,
-        executor=models.vad_executor,
+        executor=models.compute.vad_executor,
         params=VADParams(confidence=turn.vad_confidence, start_secs=turn.vad_start_secs, stop_secs=turn.vad_stop_secs),
     )
     smart_turn = SharedSmartTurnAnalyzer(
         session=models.smart_turn,
-        executor=models.turn_executor,
+        executor=models.compute.turn_executor,
         params=SmartTurnParams(stop_secs=turn.max_pause_secs),
     )
     return LLMUserAggregatorParams(

@@ -1,19 +1,17 @@
-"""The speech models every lesson shares: loaded once per process, with the thread pools that run them."""
+"""The speech models every lesson shares: loaded once per process, with the compute (compute.py) that runs them."""
 
 from __future__ import annotations
 
 import importlib.resources
 import json
 import logging
-import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.pipeline.cpu import CpuGate, GatedSession, MemoryReleaser
+from server.pipeline.compute import Compute, CpuGate, GatedSession
 from server.pipeline.phrases import PhraseCache
 
 if TYPE_CHECKING:
@@ -126,33 +124,30 @@ class LoadedVoice:
 
 @dataclass
 class SharedModels:
-    """Every model a lesson needs, loaded once, plus the executors that keep their work off the event loop."""
+    """Every model a lesson needs, loaded once, plus the compute that keeps their work off the event loop."""
 
     # None when a hosted provider does the stage (voice.stt.provider / voice.tts.provider), so not loaded.
     whisper: WhisperModel | None
     whisper_dir: Path | None
     silero: onnxruntime.InferenceSession
-    # Takes a slot of cpu_gate for each run.
+    # Takes a slot of compute.gate for each run.
     smart_turn: onnxruntime.InferenceSession
     voices: dict[str, LoadedVoice]
     # Every lesson's transcriptions, batched on settings.stt.workers threads (None with a hosted STT).
     stt_batcher: WhisperBatcher | None
-    tts_executor: ThreadPoolExecutor
-    # Sentences that are not needed yet (earlier audio is still playing): lower OS priority, see tts.py.
-    tts_background_executor: ThreadPoolExecutor
-    turn_executor: ThreadPoolExecutor
-    vad_executor: ThreadPoolExecutor
-    # Whisper, smart-turn and piper calls: one per core at a time, urgent ones first (cpu.py). Silero's
-    # millisecond calls stay outside it.
-    cpu_gate: CpuGate
+    # The CPU gate and the pools the models' calls run on (compute.py).
+    compute: Compute
     # espeak-ng keeps global state in the C library: phonemizing from two threads at once corrupts it.
     phonemizer_lock: threading.Lock = field(default_factory=threading.Lock)
     # The lessons' greetings, goodbyes and apologies, synthesized once (tts.py).
     phrase_cache: PhraseCache = field(default_factory=PhraseCache)
     # Slot name ("male.formal") -> (voice name actually used, length_scale).
     slots: dict[str, tuple[str, float]] = field(default_factory=dict)
-    # Returns the memory the model calls freed to the OS when they rest (cpu.py); None where it cannot.
-    memory_releaser: MemoryReleaser | None = None
+
+    @property
+    def cpu_gate(self) -> CpuGate:
+        """The gate every model call of the process takes a slot of (compute.gate)."""
+        return self.compute.gate
 
     def voice_for(self, voice: str, style: str) -> tuple[LoadedVoice, float]:
         """The piper voice and speaking rate for a companion's voice and style."""
@@ -162,43 +157,7 @@ class SharedModels:
     def close(self) -> None:
         if self.stt_batcher is not None:
             self.stt_batcher.close()
-        executors = (
-            self.tts_executor,
-            self.tts_background_executor,
-            self.turn_executor,
-            self.vad_executor,
-        )
-        for executor in executors:
-            executor.shutdown(wait=False, cancel_futures=True)
-        if self.memory_releaser is not None:
-            self.memory_releaser.close()
-
-
-# Nice value of the threads that synthesize sentences ahead of need: the OS runs the replies that someone is
-# waiting for (and every lesson's audio) first, and these with the cores' remaining time (CFS weight 335
-# against 1024), which is still several times faster than the audio plays.
-BACKGROUND_NICE = 5
-
-
-def name_os_thread() -> None:
-    """Give the calling thread's Python name to the OS thread, so `top -H`, `ps -L` and py-spy show which pool
-    spends a lesson's CPU (Linux keeps 15 characters; elsewhere, or without libc, nothing changes)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.prctl(15, threading.current_thread().name.encode()[:15], 0, 0, 0)  # 15 = PR_SET_NAME
-    except (AttributeError, OSError):  # not Linux
-        pass
-
-
-def _lower_thread_priority() -> None:
-    """Run the calling thread at BACKGROUND_NICE (Linux: a thread id is a valid PRIO_PROCESS target)."""
-    name_os_thread()
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the pool still works
-        log.debug("voice: cannot lower a synthesis thread's priority: %s", exc)
+        self.compute.close()
 
 
 def load_whisper(settings: VoiceSettings) -> tuple[WhisperModel, Path]:
@@ -287,28 +246,18 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
         if voices:
             slots[slot] = (entry.voice if entry.voice in voices else BUNDLED_VOICE, entry.length_scale)
 
-    workers = max(1, cpu_count)
-    gate = CpuGate(cpu_count)
+    compute = Compute.for_machine(settings, cpu_count)
     return SharedModels(
         whisper=whisper,
         whisper_dir=whisper_dir,
         silero=silero,
         # Its arena would keep a run's 32 MB of working memory for good, and another 32 MB the first time two
         # turns end at once; given back after each run, they cost no measurable CPU (100 ms a run either way).
-        smart_turn=GatedSession(ShrinkingSession(smart_turn), gate),
+        smart_turn=GatedSession(ShrinkingSession(smart_turn), compute.gate),
         voices=voices,
         slots=slots,
-        stt_batcher=None if whisper is None else WhisperBatcher(whisper, workers=settings.stt.workers, gate=gate),
-        tts_executor=ThreadPoolExecutor(
-            settings.tts.workers, thread_name_prefix="voice-tts", initializer=name_os_thread
-        ),
-        # One thread: on few cores more would add no speed, and each piper run at once needs its own working
-        # memory (tens to hundreds of MB while it runs).
-        tts_background_executor=ThreadPoolExecutor(
-            1, thread_name_prefix="voice-tts-later", initializer=_lower_thread_priority
-        ),
-        turn_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-turn", initializer=name_os_thread),
-        vad_executor=ThreadPoolExecutor(workers, thread_name_prefix="voice-vad", initializer=name_os_thread),
-        cpu_gate=gate,
-        memory_releaser=MemoryReleaser(gate),
+        stt_batcher=None
+        if whisper is None
+        else WhisperBatcher(whisper, workers=settings.stt.workers, gate=compute.gate),
+        compute=compute,
     )

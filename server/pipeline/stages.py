@@ -85,12 +85,12 @@ def make_tts(
         return SharedPiperTTSService(
             voice=loaded,
             length_scale=length_scale,
-            executor=models.tts_executor,
-            background_executor=models.tts_background_executor,
+            executor=models.compute.tts_executor,
+            background_executor=models.compute.tts_background_executor,
             phonemizer_lock=models.phonemizer_lock,
             phrase_cache=models.phrase_cache,
             fixed_phrases=fixed_phrases,
-            cpu_gate=models.cpu_gate,
+            cpu_gate=models.compute.gate,
         )
     if tts.provider == "openai":
         # With a hosted provider the voices table names the provider's voices (e.g. "alloy"), not piper models.

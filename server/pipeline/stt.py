@@ -18,7 +18,7 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
-from server.pipeline.cpu import CpuGate
+from server.pipeline.compute import CpuGate, ThreadStarter, start_threads
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -154,7 +154,7 @@ class _Request:
 
 
 class WhisperBatcher:
-    """Transcribes every lesson's utterances on `workers` threads, in batches.
+    """Transcribes every lesson's utterances on `workers` threads (made by `start_threads`), in batches.
 
     When a thread comes free it takes every waiting utterance that fits one model call (same options and
     window, at most MAX_BATCH) rather than the oldest alone. Nobody waits for a batch to fill: a lone utterance
@@ -163,10 +163,15 @@ class WhisperBatcher:
     """
 
     def __init__(
-        self, model: WhisperModel, workers: int = 1, max_batch: int = MAX_BATCH, gate: CpuGate | None = None
+        self,
+        model: WhisperModel,
+        workers: int = 1,
+        max_batch: int = MAX_BATCH,
+        gate: CpuGate | None = None,
+        start_threads: ThreadStarter = start_threads,
     ) -> None:
         self.model = model
-        # Each model call takes a slot of the process's gate (cpu.py): a transcription is always urgent.
+        # Each model call takes a slot of the process's gate (compute.py): a transcription is always urgent.
         self._gate = gate or CpuGate(workers)
         self._max_batch = max_batch
         self._pending: list[_Request] = []
@@ -175,11 +180,7 @@ class WhisperBatcher:
         # Model calls made and utterances they carried (utterances / calls is the mean batch).
         self.calls = 0
         self.utterances = 0
-        self._threads = [
-            threading.Thread(target=self._work, name=f"voice-stt-{i}", daemon=True) for i in range(max(1, workers))
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads = start_threads("voice-stt", self._work, max(1, workers))
 
     async def transcribe(self, pcm: bytes, options: WhisperOptions) -> str:
         """The text of 16 kHz int16 mono PCM ("" for silence); cancelling it drops the request if not yet run."""
@@ -228,9 +229,6 @@ class WhisperBatcher:
         return transcribe_batch(self.model, [r.audio for r in batch], batch[0].options)
 
     def _work(self) -> None:
-        from server.pipeline.models import name_os_thread
-
-        name_os_thread()
         while self._wait_for_work():
             # The batch is taken once a core is free: what arrived while waiting for it rides along.
             with self._gate.slot():

@@ -18,7 +18,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
-from server.pipeline.cpu import CpuGate
+from server.pipeline.compute import CpuGate, gated
 from server.pipeline.models import LoadedVoice
 from server.pipeline.phrases import PhraseCache
 
@@ -152,16 +152,8 @@ class SharedPiperTTSService(TTSService):
         return self._playing_until - time.monotonic() <= URGENT_SLACK_SECS
 
     def _gated(self, fn: Callable[..., T], urgent_at: float) -> Callable[..., T]:
-        """`fn` holding a slot of the CPU gate, urgent from `urgent_at` (model calls only; cpu.py)."""
-        gate = self._gate
-        if gate is None:
-            return fn
-
-        def call(*args: Any) -> T:
-            with gate.slot(urgent_at):
-                return fn(*args)
-
-        return call
+        """`fn` holding a slot of the CPU gate, urgent from `urgent_at` (model calls only; compute.py)."""
+        return fn if self._gate is None else gated(self._gate, fn, urgent_at)
 
     async def _run(self, fn: Callable[..., T], *args: Any, model_call: bool = False) -> T:
         """Run `fn` on the normal pool when someone is waiting for its audio, else on the lower-priority one.

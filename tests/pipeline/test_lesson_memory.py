@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from server.pipeline.cpu import CpuGate, MemoryReleaser, malloc_trim
+from server.pipeline.compute import CpuGate, MemoryReleaser, malloc_trim
 from tests.pipeline.conftest import LessonFactory, VoiceLesson, is_status
 
 

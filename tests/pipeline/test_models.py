@@ -467,10 +467,10 @@ def test_a_burst_of_long_sentences_does_not_leave_the_voice_holding_its_memory()
 def test_the_voice_threads_carry_their_pool_names_for_top_and_ps(voice_models: SharedModels) -> None:
     # An operator looking at `top -H` sees which part of the pipeline spends the CPU.
     pools = {
-        "voice-tts": voice_models.tts_executor,
-        "voice-tts-later": voice_models.tts_background_executor,
-        "voice-turn": voice_models.turn_executor,
-        "voice-vad": voice_models.vad_executor,
+        "voice-tts": voice_models.compute.tts_executor,
+        "voice-tts-later": voice_models.compute.tts_background_executor,
+        "voice-turn": voice_models.compute.turn_executor,
+        "voice-vad": voice_models.compute.vad_executor,
     }
     for pool in pools.values():
         pool.submit(time.sleep, 0).result()

@@ -284,7 +284,7 @@ async def test_the_shared_smart_turn_scores_as_pipecats_own(voice_models: Shared
     from harness.speech import synthesize
 
     stock = LocalSmartTurnAnalyzerV3(sample_rate=RATE)
-    ours = SharedSmartTurnAnalyzer(session=voice_models.smart_turn, executor=voice_models.turn_executor)
+    ours = SharedSmartTurnAnalyzer(session=voice_models.smart_turn, executor=voice_models.compute.turn_executor)
     ours.set_sample_rate(RATE)
     try:
         for text in (QUESTION, UNFINISHED, "Why is the sky blue?"):
@@ -301,7 +301,7 @@ async def test_the_real_smart_turn_keeps_a_clearly_unfinished_sentence_open(voic
     clip = synthesize(UNFINISHED, sample_rate=RATE, leading_silence=0.3, trailing_silence=0.0)
     analyzer = SharedSmartTurnAnalyzer(
         session=voice_models.smart_turn,
-        executor=voice_models.turn_executor,
+        executor=voice_models.compute.turn_executor,
         params=SmartTurnParams(stop_secs=MAX_PAUSE_SECS),
     )
     async with _TurnDriver(analyzer, question_pause_secs=0.3) as driver:

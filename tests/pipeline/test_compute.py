@@ -1,14 +1,20 @@
-"""The CPU gate: model calls take turns for the cores, a waiting learner's first."""
+"""The compute: model calls take turns for the cores, a waiting learner's first, on pools and threads an operator
+can tell apart."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from server.pipeline.cpu import CpuGate, GatedSession
+from server.pipeline.compute import BACKGROUND_NICE, Compute, CpuGate, GatedSession, start_threads
+from server.settings import VoiceSettings
 
 
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -135,3 +141,79 @@ def test_a_failing_call_gives_its_slot_back() -> None:
 
     threading.Thread(target=call, daemon=True).start()
     assert got_in.wait(10), "the failed calls kept the gate's only slot"
+
+
+T = TypeVar("T")
+
+
+def _os_name(thread_id: int) -> str:
+    return Path(f"/proc/self/task/{thread_id}/comm").read_text().strip()
+
+
+def _on(pool: Executor, fn: Callable[[], T]) -> T:
+    return pool.submit(fn).result(10)
+
+
+@pytest.fixture
+def compute() -> Iterator[Compute]:
+    made = Compute.for_machine(VoiceSettings(), cpu_count=2)
+    yield made
+    made.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux thread names")
+def test_every_pool_a_lesson_uses_is_named_for_top_and_ps(compute: Compute) -> None:
+    # An operator looking at `top -H` sees which part of the pipeline spends the CPU (Linux keeps 15 characters).
+    pools = {
+        "voice-tts_0": compute.tts_executor,
+        "voice-tts-later": compute.tts_background_executor,
+        "voice-turn_0": compute.turn_executor,
+        "voice-vad_0": compute.vad_executor,
+    }
+    for expected, pool in pools.items():
+        assert _os_name(_on(pool, threading.get_native_id)) == expected
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux thread names")
+def test_threads_started_for_whisper_carry_their_names_for_the_os() -> None:
+    stop = threading.Event()
+    threads = start_threads("voice-stt", lambda: stop.wait(10), 2)
+    try:
+        assert [t.name for t in threads] == ["voice-stt-0", "voice-stt-1"]
+        assert all(t.daemon for t in threads), "a stuck transcription must not keep the server from exiting"
+        for thread in threads:
+            assert thread.native_id is not None
+            deadline = time.monotonic() + 10
+            while _os_name(thread.native_id) != thread.name and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert _os_name(thread.native_id) == thread.name
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_speech_made_ahead_of_need_runs_at_a_lower_os_priority(compute: Compute) -> None:
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    if base >= BACKGROUND_NICE:
+        pytest.skip("the server already runs at or below the background priority")
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    # Replies someone is waiting for keep the server's priority; sentences made ahead of need give way.
+    assert _on(compute.tts_executor, nice) == base
+    assert _on(compute.tts_background_executor, nice) == BACKGROUND_NICE
+
+
+def test_the_gate_has_a_slot_per_core_and_closing_stops_every_pool() -> None:
+    compute = Compute.for_machine(VoiceSettings(), cpu_count=3)
+    assert compute.gate.slots == 3
+    releaser = compute.memory_releaser
+    compute.close()
+    for pool in (compute.tts_executor, compute.tts_background_executor, compute.turn_executor, compute.vad_executor):
+        with pytest.raises(RuntimeError):
+            pool.submit(time.sleep, 0)
+    assert releaser is not None
+    assert releaser._thread is None or not releaser._thread.is_alive()

@@ -1,14 +1,25 @@
-"""Model calls take turns for the machine's cores, the ones a learner is waiting for first; what they free goes back."""
+"""The one owner of the machine's cores for model work: the pools and threads lessons' models run on, their OS
+names and priorities, the CPU gate they take turns at, and the release of the memory they free."""
 
 from __future__ import annotations
 
 import ctypes
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from server.settings import VoiceSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -176,3 +187,101 @@ class GatedSession:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
+
+
+def gated(gate: CpuGate, fn: Callable[..., T], urgent_at: float = 0.0) -> Callable[..., T]:
+    """`fn` holding a slot of `gate` while it runs, urgent from `urgent_at` (for calls handed to an executor)."""
+
+    def call(*args: Any) -> T:
+        with gate.slot(urgent_at):
+            return fn(*args)
+
+    return call
+
+
+# Nice value of the threads that synthesize sentences ahead of need: the OS runs the replies that someone is
+# waiting for (and every lesson's audio) first, and these with the cores' remaining time (CFS weight 335
+# against 1024), which is still several times faster than the audio plays.
+BACKGROUND_NICE = 5
+
+
+def name_os_thread() -> None:
+    """Give the calling thread's Python name to the OS thread, so `top -H`, `ps -L` and py-spy show which pool
+    spends a lesson's CPU (Linux keeps 15 characters; elsewhere, or without libc, nothing changes)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, threading.current_thread().name.encode()[:15], 0, 0, 0)  # 15 = PR_SET_NAME
+    except (AttributeError, OSError):  # not Linux
+        pass
+
+
+def _lower_thread_priority() -> None:
+    """Run the calling thread at BACKGROUND_NICE (Linux: a thread id is a valid PRIO_PROCESS target)."""
+    name_os_thread()
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the pool still works
+        log.debug("voice: cannot lower a synthesis thread's priority: %s", exc)
+
+
+def thread_pool(name: str, workers: int, *, background: bool = False) -> ThreadPoolExecutor:
+    """A pool of `workers` threads named `name_0`, `name_1`... for the OS too; `background`: at BACKGROUND_NICE."""
+    initializer = _lower_thread_priority if background else name_os_thread
+    return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=initializer)
+
+
+# (name, target, count) -> the started threads; what a component that needs threads of its own is given.
+ThreadStarter = Callable[[str, Callable[[], object], int], list[threading.Thread]]
+
+
+def start_threads(name: str, target: Callable[[], object], count: int) -> list[threading.Thread]:
+    """Start `count` daemon threads running `target`, named `name-0`, `name-1`... in Python and for the OS."""
+
+    def run() -> None:
+        name_os_thread()
+        target()
+
+    threads = [threading.Thread(target=run, name=f"{name}-{i}", daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+@dataclass
+class Compute:
+    """The process's CPU gate and the pools every lesson's model work runs on, made and closed together."""
+
+    # Whisper, smart-turn and piper calls: one per core at a time, urgent ones first. Silero's millisecond
+    # calls stay outside it.
+    gate: CpuGate
+    tts_executor: ThreadPoolExecutor
+    # Sentences that are not needed yet (earlier audio is still playing): lower OS priority, see tts.py.
+    tts_background_executor: ThreadPoolExecutor
+    turn_executor: ThreadPoolExecutor
+    vad_executor: ThreadPoolExecutor
+    # Returns the memory the model calls freed to the OS when they rest; None where it cannot.
+    memory_releaser: MemoryReleaser | None = None
+
+    @classmethod
+    def for_machine(cls, settings: VoiceSettings, cpu_count: int) -> Compute:
+        """The gate and pools for a machine whose lessons may use `cpu_count` cores."""
+        workers = max(1, cpu_count)
+        gate = CpuGate(cpu_count)
+        return cls(
+            gate=gate,
+            tts_executor=thread_pool("voice-tts", settings.tts.workers),
+            # One thread: on few cores more would add no speed, and each piper run at once needs its own working
+            # memory (tens to hundreds of MB while it runs).
+            tts_background_executor=thread_pool("voice-tts-later", 1, background=True),
+            turn_executor=thread_pool("voice-turn", workers),
+            vad_executor=thread_pool("voice-vad", workers),
+            memory_releaser=MemoryReleaser(gate),
+        )
+
+    def close(self) -> None:
+        """Stop the pools (queued work is dropped) and the memory releaser."""
+        executors = (self.tts_executor, self.tts_background_executor, self.turn_executor, self.vad_executor)
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if self.memory_releaser is not None:
+            self.memory_releaser.close()
