@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_NO_CACHE=1
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make nodejs npm \
+    && apt-get install -y --no-install-recommends make g++ nodejs npm \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 tutor \
     && mkdir -p /data \

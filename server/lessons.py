@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from server import plans
 from server.accounts import CurrentUser
 from server.companions import LIBRARY_CACHE_SECS, CompanionList, CompanionOut, to_out
-from server.errors import Conflict, Forbidden, NotFound
+from server.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from server.settings import Settings
 from server.store import companions as companion_store
 from server.store import lessons as store
@@ -108,14 +108,27 @@ def _lesson_out(
     )
 
 
+# What a learner reads when no language model answers (the operator's instructions go to the log and the doctor).
+TUTOR_UNAVAILABLE = "Lessons are unavailable right now: the tutor cannot answer. Please try again later."
+
+
 async def start(
-    db: Database, settings: Settings, user: CurrentUser, companion_id: int, *, holder: str | None = None
+    db: Database,
+    settings: Settings,
+    user: CurrentUser,
+    companion_id: int,
+    *,
+    holder: str | None = None,
+    tutor_can_answer: bool = True,
 ) -> LessonOut:
     """Record a new lesson unless the plan's lesson limit is reached; the check and insert are one transaction.
 
     `holder` is the server instance that will run a local lesson's pipeline (hosted lessons have none), so the
-    lesson can be ended if that process dies.
+    lesson can be ended if that process dies. With `tutor_can_answer` false (no language model answers) the
+    lesson is refused before anything counts against the plan.
     """
+    if not tutor_can_answer:
+        raise ServiceUnavailable("llm_unavailable", TUTOR_UNAVAILABLE)
     async with db.write() as session:
         learner = await user_store.lock(session, user.id)
         if learner is None:

@@ -82,13 +82,27 @@ class STTSettings(_Section):
 
 
 class LLMSettings(_Section):
+    # "auto": the OpenAI-compatible endpoint at base_url when it answers at start, else the embedded runtime.
+    # "openai": that endpoint only (lessons are refused while it does not answer). "embedded": llama.cpp
+    # in-process on `model` (a .gguf file under voice.models_dir, or the bundled demonstration model).
+    provider: Literal["auto", "openai", "embedded"] = "auto"
     base_url: str = "http://127.0.0.1:11434/v1"
+    # The endpoint's model name, or with the embedded runtime a GGUF file (any other name: the bundled model).
     model: str = "llama3.2"
     api_key: SecretStr | None = None
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=200, ge=1, le=4096)
     timeout_secs: float = Field(default=20.0, gt=0)
     max_retries: int = Field(default=1, ge=0, le=10)
+    # How often the server checks that its language model still answers (and at once after a failed reply).
+    health_interval_secs: float = Field(default=30.0, gt=0)
+    # The embedded runtime: tokens of context (prompt + reply), threads per generating copy, layers offloaded to
+    # a GPU (llama.cpp built with CUDA; 0 = CPU only), and copies of the model generating side by side
+    # (0 = one per CPU slot for a model under 1 GB, else one).
+    context_size: int = Field(default=2048, ge=256, le=131072)
+    threads: int = Field(default=1, ge=1, le=64)
+    gpu_layers: int = Field(default=0, ge=-1)
+    instances: int = Field(default=0, ge=0, le=16)
 
 
 class TTSVoice(_Section):

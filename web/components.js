@@ -299,10 +299,8 @@ export function endReasonInfo(reason, { duration } = {}) {
     return {
       tone: "error",
       short: "Tutor unavailable",
-      title: "The tutor's language model is unavailable",
-      text:
-        "The server could not reach the language model that writes your tutor's answers. " +
-        "Please tell your teacher or school administrator (running `tutor doctor` on the server shows what is wrong).",
+      title: "Your tutor can't answer right now",
+      text: "Your tutor couldn't think of answers, so the lesson ended. Please try again later, or tell your teacher.",
     };
   }
   if (r === "lesson_limit_reached" || r === "lesson-limit-reached") {

@@ -91,7 +91,13 @@ async def remove_bookmark(companion_id: int) -> tuple[str, int]:
 @login_required
 @validate_response(LessonOut, 201)
 async def start_lesson(companion_id: int) -> tuple[LessonOut, int]:
-    """Record a lesson within the plan (403 when full, 409 `companion_archived` for an archived companion)."""
+    """Record a lesson within the plan (403 when full, 409 `companion_archived` for an archived companion, 503
+    `llm_unavailable` while no language model answers)."""
     state = get_state()
     holder = InstanceKeeper.holder_id(state.extras)
-    return await lessons.start(state.db, state.settings, current_user(), companion_id, holder=holder), 201
+    # Hosted lessons (no local voice service) answer from the hosted provider's model.
+    ready = state.voice is None or (await state.voice.tutor_status()).available
+    lesson = await lessons.start(
+        state.db, state.settings, current_user(), companion_id, holder=holder, tutor_can_answer=ready
+    )
+    return lesson, 201

@@ -102,8 +102,12 @@ async def docs() -> Response:
 @bp.get("/api/config")
 async def config() -> dict[str, Any]:
     """What the page needs before sign-in: sign-in options, the voice backend, subjects and plans."""
-    settings = get_state().settings
+    state = get_state()
+    settings = state.settings
     sso = settings.auth.sso
+    # The page tells learners when the tutor runs on the bundled demonstration model (the operator's side of
+    # it is in the log and `tutor doctor`).
+    tutor = await state.voice.tutor_status() if state.voice is not None else None
     return {
         "registration": settings.auth.allow_registration,
         # The sign-up and change-password forms state the rule before the learner types.
@@ -114,6 +118,10 @@ async def config() -> dict[str, Any]:
             "public_key": settings.vapi.public_key if settings.voice.backend == "vapi" else "",
             "sdk_url": settings.vapi.sdk_url or "/vendor/vapi-web.js",
             "ice_servers": [s.model_dump(exclude_none=True) for s in settings.voice.ice_servers],
+            "model": {
+                "demo": tutor is not None and tutor.demo,
+                "notice": tutor.learner_notice if tutor is not None else "",
+            },
         },
         "subjects": list(SUBJECTS),
         "plans": [p.model_dump() for p in plans.all_plans(settings)],

@@ -80,6 +80,7 @@ def build_lesson_pipeline(
     settings: VoiceSettings,
     models: SharedModels,
     llm_client: AsyncOpenAI,
+    llm_model: str,
     hooks: PipelineHooks,
 ) -> LessonPipeline:
     """The lesson's pipeline around the shared models; cheap (no model is loaded), and nothing starts here."""
@@ -97,7 +98,7 @@ def build_lesson_pipeline(
     llm = SharedClientLLMService(
         client=llm_client,
         settings=OpenAILLMService.Settings(
-            model=settings.llm.model,
+            model=llm_model,
             system_instruction=brief.system_prompt,
             temperature=settings.llm.temperature,
             max_tokens=settings.llm.max_tokens,
@@ -119,7 +120,7 @@ def build_lesson_pipeline(
             stt,  # each VAD-delimited segment -> text, started at the first pause
             user_aggregator,  # VAD + smart-turn decide the turn is over -> context
             DropLearnerAudio(),
-            llm,  # streamed reply from the OpenAI-compatible endpoint
+            llm,  # streamed reply from the OpenAI-compatible endpoint or the embedded model
             tts,  # piper, sentence by sentence
             transport.output(),  # tutor's voice to the learner
             SpeechEvents(brief.lesson_id, hooks.on_speech, hooks.on_caption),  # who speaks, live captions

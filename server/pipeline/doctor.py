@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import openai
 
-from server.pipeline.llm_client import llm_client, openai_client
+from server.pipeline.language_model import LanguageModel, operator_hint
+from server.pipeline.llm_client import openai_client
 from server.pipeline.models import (
     BUNDLED_VOICE,
     _onnx_session,
@@ -159,39 +160,33 @@ async def check_hosted_stt(settings: Settings, sample: Sample | None) -> Check:
     return name, True, f"{stt.model or 'whisper-1'} heard {result.text.strip()!r} in {took:.1f} s"
 
 
-def llm_hint(settings: Settings) -> str:
-    return (
-        "set voice.llm.base_url (TUTOR_VOICE__LLM__BASE_URL) to an OpenAI-compatible endpoint and "
-        "voice.llm.model (TUTOR_VOICE__LLM__MODEL) to a model it serves"
-    )
-
-
 async def check_llm(settings: Settings) -> Check:
-    """Ask the configured endpoint for a few tokens; say exactly what is wrong when it does not answer."""
-    llm = settings.voice.llm
+    """Choose the language model as a lesson would (voice.llm.provider) and ask it for a few tokens; say exactly
+    what is wrong when none answers, and that the bundled model is a demonstration."""
     name = "LLM"
-    client = llm_client(llm)
-    started = time.perf_counter()
+    model = LanguageModel(settings.voice, cpus=1)
     try:
-        reply = await client.chat.completions.create(
-            model=llm.model,
-            messages=[{"role": "user", "content": "Say hello in one word."}],
-            max_tokens=5,
-            timeout=min(llm.timeout_secs, DOCTOR_TIMEOUT_SECS),
-        )
-    except openai.APIConnectionError:
-        return name, False, f"nothing answers at {llm.base_url}: start an LLM server there, or {llm_hint(settings)}"
-    except openai.AuthenticationError:
-        return name, False, f"{llm.base_url} refused the API key: set TUTOR_VOICE__LLM__API_KEY"
-    except openai.NotFoundError:
-        return name, False, f"{llm.base_url} does not serve model {llm.model!r}: {llm_hint(settings)}"
-    except openai.APIError as exc:
-        return name, False, f"{llm.base_url} answered with an error ({exc}); {llm_hint(settings)}"
+        status = await model.start()
+        if not status.available:
+            return name, False, f"{status.detail}: {operator_hint(settings.voice)}"
+        started = time.perf_counter()
+        try:
+            reply = await model.client.chat.completions.create(
+                model=model.model_name,
+                messages=[{"role": "user", "content": "Say hello in one word."}],
+                max_tokens=5,
+                timeout=min(settings.voice.llm.timeout_secs, DOCTOR_TIMEOUT_SECS),
+            )
+        except openai.NotFoundError:
+            llm = settings.voice.llm
+            return name, False, f"{llm.base_url} does not serve model {llm.model!r}: {operator_hint(settings.voice)}"
+        except openai.APIError as exc:
+            return name, False, f"{status.detail} answered with an error ({exc}); {operator_hint(settings.voice)}"
+        text = (reply.choices[0].message.content or "").strip() if reply.choices else ""
+        took = time.perf_counter() - started
+        return name, True, f"{status.detail} answered {text!r} in {took:.1f} s"
     finally:
-        await client.close()
-    text = (reply.choices[0].message.content or "").strip() if reply.choices else ""
-    took = time.perf_counter() - started
-    return name, True, f"{llm.model} at {llm.base_url} answered {text!r} in {took:.1f} s"
+        await model.close()
 
 
 async def check_voice(settings: Settings) -> list[Check]:

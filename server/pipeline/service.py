@@ -11,10 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from openai import AsyncOpenAI
-
 from server.errors import BadRequest, NotFound, ServiceUnavailable
-from server.pipeline.llm_client import llm_client
+from server.pipeline.language_model import LanguageModel, LLMStatus
 from server.pipeline.models import ModelError, SharedModels, load_models
 from server.pipeline.sdp import check_offer, with_ptime
 from server.pipeline.session import LessonSession
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
 
     from server.lesson_brief import LessonBrief
     from server.lesson_recorder import RecorderFactory
+    from server.pipeline.compute import CpuGate
     from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ class VoiceService:
         self._recorders = recorders
         self._models: SharedModels | None = models
         self._owns_models = models is None
-        self._llm_client: AsyncOpenAI | None = None
+        self.language_model = LanguageModel(settings.voice, usable_cpus(), gate=self._cpu_gate)
         self._loading: asyncio.Lock | None = None
         # lesson id -> its session; a reconnect replaces the lesson's session.
         self._sessions: dict[int, LessonSession] = {}
@@ -71,8 +70,8 @@ class VoiceService:
 
     async def start(self) -> None:
         """Load every model once, off the event loop (idempotent; offer() calls it if nobody did)."""
+        await self.language_model.start()
         if self._models is not None:
-            self._client()
             return
         if self._loading is None:
             self._loading = asyncio.Lock()
@@ -84,14 +83,15 @@ class VoiceService:
             except ModelError as exc:
                 log.error("voice: %s", exc)
                 raise ServiceUnavailable("voice_models_unavailable", str(exc)) from exc
-            self._llm_client = llm_client(self._settings.voice.llm)
             if self._settings.voice.log_latency and self._lag_task is None:
                 self._lag_task = asyncio.create_task(_watch_loop_lag(), name="voice-loop-lag")
 
-    def _client(self) -> AsyncOpenAI:
-        if self._llm_client is None:
-            self._llm_client = llm_client(self._settings.voice.llm)
-        return self._llm_client
+    def _cpu_gate(self) -> CpuGate | None:
+        return self._models.compute.gate if self._models is not None else None
+
+    async def tutor_status(self) -> LLMStatus:
+        """Whether the language model answers now (checked at start, regularly and after failures)."""
+        return await self.language_model.ready()
 
     async def close(self) -> None:
         """End every live lesson and release the models' thread pools."""
@@ -101,9 +101,7 @@ class VoiceService:
         sessions = list(self._sessions.values())
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         self._sessions.clear()
-        if self._llm_client is not None:
-            await self._llm_client.close()
-            self._llm_client = None
+        await self.language_model.close()
         if self._models is not None and self._owns_models:
             self._models.close()
         self._models = None
@@ -196,7 +194,7 @@ class VoiceService:
             connection=connection,
             models=self._models,
             settings=self._settings.voice,
-            llm_client=self._client(),
+            language_model=self.language_model,
             recorder=self._recorders(brief.lesson_id),
             on_finished=self._forget,
         )

@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from openai import AsyncOpenAI
 from pipecat.frames.frames import EndFrame, ErrorFrame, OutputTransportMessageFrame
 from pipecat.observers.user_bot_latency_observer import LatencyBreakdown
 from pipecat.pipeline.worker import PipelineWorker
@@ -35,6 +34,7 @@ from server.pipeline.phrases import phrase_frames
 if TYPE_CHECKING:
     from server.lesson_brief import LessonBrief
     from server.lesson_recorder import LessonRecorder
+    from server.pipeline.language_model import LanguageModel
     from server.settings import VoiceSettings
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,8 @@ log = logging.getLogger(__name__)
 FAREWELL_TIMEOUT_SECS = 20.0
 
 
-def llm_unreachable_hint(base_url: str, model: str) -> str:
-    return (
-        f"No LLM answered at {base_url} (model {model!r}). Start one there (e.g. `ollama serve` and "
-        f"`ollama pull {model}`) or point the server at another OpenAI-compatible endpoint with "
-        "voice.llm.base_url / TUTOR_VOICE__LLM__BASE_URL and voice.llm.model / TUTOR_VOICE__LLM__MODEL."
-    )
+# What a learner is told when the tutor's replies fail (the operator's hint goes to the log: language_model.py).
+LEARNER_LLM_FAILED = "The tutor cannot answer right now. Please try again in a little while."
 
 
 class LessonSession:
@@ -61,7 +57,7 @@ class LessonSession:
         connection: SmallWebRTCConnection,
         models: SharedModels,
         settings: VoiceSettings,
-        llm_client: AsyncOpenAI,
+        language_model: LanguageModel,
         recorder: LessonRecorder,
         on_finished: Callable[[LessonSession], Awaitable[None]],
     ) -> None:
@@ -70,7 +66,7 @@ class LessonSession:
         self.ended_reason: str | None = None
         self._models = models
         self._settings = settings
-        self._llm_client = llm_client
+        self._language_model = language_model
         self._recorder = recorder
         self._on_finished = on_finished
         self._connected = asyncio.Event()
@@ -111,8 +107,9 @@ class LessonSession:
             on_speech=self.on_speech,
             on_caption=lambda text: self.send(transcript_message("assistant", text, final=False)),
         )
+        model = self._language_model
         built = build_lesson_pipeline(
-            self.brief, self.connection, self._settings, self._models, self._llm_client, hooks
+            self.brief, self.connection, self._settings, self._models, model.client, model.model_name, hooks
         )
         self._lesson = built
         brief, worker = self.brief, built.worker
@@ -229,10 +226,10 @@ class LessonSession:
 
     async def _on_llm_failure(self, frame: ErrorFrame) -> None:
         self._llm_failures += 1
-        llm = self._settings.llm
         detail = str(frame.exception or frame.error)
-        log.warning("voice: lesson %s: LLM failed (%s)", self.lesson_id, detail)
-        self.send(error_message("llm-unavailable", f"{llm_unreachable_hint(llm.base_url, llm.model)} ({detail})"))
+        log.warning("voice: lesson %s: the language model failed (%s)", self.lesson_id, detail)
+        self._language_model.report_failure()
+        self.send(error_message("llm-unavailable", LEARNER_LLM_FAILED))
         usable = self._lesson is not None and self._lesson.llm.is_usable
         if not usable or self._llm_failures >= self._settings.llm_failures_before_end:
             await self.end("llm-unavailable", farewell=self.brief.apology)

@@ -168,13 +168,12 @@ async def start_lesson(tmp_path: Path, voice_models: SharedModels) -> AsyncItera
             llm = ScriptedLLM(replies or ["Sure."])
             llm_url = llm.start()
             stack.callback(llm.stop)
+        defaults = {"VOICE__LLM__TIMEOUT_SECS": "5", "VOICE__LLM__MAX_RETRIES": "0"}
         settings = make_settings(
             tmp_path / f"app{len(lessons)}",
             VOICE__LLM__BASE_URL=llm_url,
             VOICE__LLM__MODEL=MODEL_ID,
-            VOICE__LLM__TIMEOUT_SECS="5",
-            VOICE__LLM__MAX_RETRIES="0",
-            **env,
+            **{**defaults, **env},
         )
         app = create_app(settings)
         test_app = app.test_app()

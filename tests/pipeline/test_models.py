@@ -164,9 +164,16 @@ def test_voice_slots_use_school_voices_and_fall_back_to_the_bundled_one(
 
 async def test_doctor_says_how_to_point_the_server_at_an_llm(tmp_path: Path) -> None:
     down = unused_base_url()
-    name, ok, detail = await check_llm(make_settings(tmp_path, VOICE__LLM__BASE_URL=down))
+    only_endpoint = make_settings(tmp_path, VOICE__LLM__PROVIDER="openai", VOICE__LLM__BASE_URL=down)
+    name, ok, detail = await check_llm(only_endpoint)
     assert (name, ok) == ("LLM", False)
     assert down in detail and "TUTOR_VOICE__LLM__BASE_URL" in detail and "voice.llm.model" in detail
+
+    # "auto" falls back to the bundled model, and the doctor says it is a demonstration and what to use instead.
+    name, ok, detail = await check_llm(make_settings(tmp_path, VOICE__LLM__BASE_URL=down))
+    assert ok, detail
+    assert "demonstration" in detail and "often wrong" in detail
+    assert "Qwen2.5-7B-Instruct" in detail
 
     with ScriptedLLM(["Hello!"]) as llm:
         name, ok, detail = await check_llm(make_settings(tmp_path, VOICE__LLM__BASE_URL=llm.base_url))

@@ -143,7 +143,7 @@ def test_hosted_lesson_uses_the_sdk_with_the_servers_assistant(hosted_page: Page
         ("assistant-ended-call", "Time's up", "your tutor said goodbye"),
         ("silence-timed-out", "Ended after a long silence", "didn't hear anything"),
         ("customer-disconnected", "Connection lost", "Check your network"),
-        ("llm-unavailable", "The tutor's language model is unavailable", "tutor doctor"),
+        ("llm-unavailable", "Your tutor can't answer right now", "tell your teacher"),
         ("pipeline-error", "Something went wrong on the server", "try again"),
     ],
 )

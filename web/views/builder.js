@@ -4,6 +4,7 @@ import { ApiError, get, patch, post } from "../api.js";
 import { announce, capitalize, h } from "../dom.js";
 import { choiceGroup, field, formAlert, showFieldErrors } from "../components.js";
 import { icon, subjectLook } from "../icons.js";
+import { demoModelNotice } from "./companion.js";
 
 const DURATIONS = [5, 10, 15, 20, 30, 45, 60];
 
@@ -175,6 +176,7 @@ export async function builderView(ctx) {
       h("p", { class: "eyebrow" }, editing ? "Edit companion" : "Companion builder"),
       h("h1", {}, editing ? `Edit ${companion.name}` : "Build a new companion"),
       h("p", { class: "muted" }, "Your companion teaches one topic by voice. You can change it later."),
+      demoModelNotice(app.config),
       h("div", { class: "builder__preview", "aria-hidden": "true" }, preview),
     ),
     h("div", { class: "card builder__card" }, form),

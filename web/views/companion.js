@@ -23,6 +23,21 @@ async function createVoiceClient(config, call) {
   return new Vapi(publicKey, undefined, { avoidEval: true });
 }
 
+// Used when a server says it runs the demonstration model but sends no words of its own (an older server).
+const DEMO_NOTICE_FALLBACK =
+  "This tutor runs on a small demonstration model: it answers quickly but is often wrong. Check what it says.";
+
+/**
+ * The learner's warning that a small demonstration model writes the tutor's answers, or null when it does not.
+ * Servers from before the model notice send no `voice.model`, so its absence means "nothing to say".
+ */
+export function demoModelNotice(config) {
+  const model = config && config.voice && config.voice.model;
+  if (!model || model.demo !== true) return null;
+  const text = typeof model.notice === "string" && model.notice.trim() ? model.notice.trim() : DEMO_NOTICE_FALLBACK;
+  return h("div", { class: "alert alert--info demo-notice", role: "note" }, icon("info", { size: 20 }), h("div", {}, text));
+}
+
 const VOICE_EVENTS = ["call-start", "call-end", "speech-start", "speech-end", "volume-level", "message", "error"];
 
 /** Detach the page's handlers; the real SDK's removeAllListeners() without an event name clears nothing. */
@@ -268,6 +283,19 @@ export async function companionView(ctx) {
     );
   }
 
+  // Nothing is wrong with the learner's side and nothing was counted, so this reads as a notice, not an error.
+  function showUnavailable(text) {
+    errorSlot.replaceChildren(
+      h(
+        "div",
+        { class: "alert alert--warn lesson-unavailable", role: "status" },
+        icon("info", { size: 20 }),
+        h("div", {}, text),
+      ),
+    );
+    announce(text);
+  }
+
   function showEnd(reason, { detail = "" } = {}) {
     const info = endReasonInfo(reason, { duration: companion.duration });
     const limit = reason === "lesson_limit_reached";
@@ -422,6 +450,10 @@ export async function companionView(ctx) {
       if (err instanceof ApiError && err.code === "lesson_limit_reached") {
         lessonId = null;
         showEnd("lesson_limit_reached", { detail: err.message });
+      } else if (err instanceof ApiError && err.code === "llm_unavailable") {
+        // The server refuses before the plan counts the lesson, so the same button simply tries again later.
+        lessonId = null;
+        showUnavailable(err.message);
       } else {
         showError(errorText(err));
       }
@@ -541,6 +573,7 @@ export async function companionView(ctx) {
       ),
       h("div", { class: "lesson-head__actions" }, bookmarkButton(companion, app, { withText: true }), ownerActions),
     ),
+    demoModelNotice(app.config),
     h(
       "section",
       { class: "stage card", "aria-label": "Lesson controls" },

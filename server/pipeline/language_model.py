@@ -1,0 +1,286 @@
+"""The process's language model: which provider answers lessons, its one client, and whether it answers now."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import openai
+from openai import AsyncOpenAI
+
+from server.pipeline.embedded_llm import (
+    BETTER_MODEL_HINT,
+    BUNDLED_MODEL_NAME,
+    DEMO_NOTICE,
+    EmbeddedModelError,
+    EmbeddedRuntime,
+    resolve_model_path,
+)
+from server.pipeline.llm_client import llm_client
+
+if TYPE_CHECKING:
+    from server.pipeline.compute import CpuGate
+    from server.settings import VoiceSettings
+
+log = logging.getLogger(__name__)
+
+# A health probe waits at most this long: it runs while learners wait for a lesson to start.
+PROBE_TIMEOUT_SECS = 3.0
+# Failures reported by lessons re-check at most this often.
+RECHECK_AFTER_FAILURE_SECS = 2.0
+# Models at least this large run as a single copy by default (a 7B Q4 is ~4.5 GB a copy).
+LARGE_MODEL_BYTES = 1 << 30
+
+Provider = Literal["openai", "embedded"]
+
+
+@dataclass(frozen=True)
+class LLMStatus:
+    """What the server knows of its language model; `detail` is for operators (log, doctor, administrators)."""
+
+    available: bool
+    provider: Provider
+    model: str
+    demo: bool
+    detail: str
+    checked_at: float
+
+    @property
+    def learner_notice(self) -> str:
+        """What a learner is told about the model before a lesson ("" for a real model)."""
+        return DEMO_NOTICE if self.demo else ""
+
+
+def operator_hint(voice: VoiceSettings) -> str:
+    """What an operator does when no language model answers."""
+    llm = voice.llm
+    return (
+        f"start an OpenAI-compatible server at {llm.base_url} serving {llm.model!r} (e.g. `ollama serve`, "
+        f"`python -m llama_cpp.server --model FILE.gguf`), or set voice.llm.base_url / voice.llm.model "
+        '(TUTOR_VOICE__LLM__BASE_URL / TUTOR_VOICE__LLM__MODEL), or voice.llm.provider = "embedded"; '
+        + BETTER_MODEL_HINT
+    )
+
+
+class _SharedRuntimes:
+    """Embedded runtimes by (file, shape), loaded once per process and shared by every app that asks (tests and
+    benchmarks run many apps in one process; a server runs one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runtimes: dict[tuple[object, ...], tuple[EmbeddedRuntime, int]] = {}
+
+    def get(self, key: tuple[object, ...], build: Callable[[], EmbeddedRuntime]) -> EmbeddedRuntime:
+        """The runtime for `key`, built (blocking) if no app holds one; release() it when done."""
+        with self._lock:
+            found = self._runtimes.get(key)
+            runtime = found[0] if found is not None else build()
+            self._runtimes[key] = (runtime, (found[1] if found is not None else 0) + 1)
+            return runtime
+
+    def release(self, runtime: EmbeddedRuntime) -> None:
+        """One app less holds it; it stays loaded for the next (a process loads each model once)."""
+        with self._lock:
+            for key, (held, count) in list(self._runtimes.items()):
+                if held is runtime:
+                    self._runtimes[key] = (held, max(0, count - 1))
+                    return
+
+
+_RUNTIMES = _SharedRuntimes()
+
+
+class LanguageModel:
+    """Resolves the provider at start, holds the client every lesson shares, and keeps its status current.
+
+    The status is checked at start, every `voice.llm.health_interval_secs`, and again soon after a lesson
+    reports a failed reply; a lesson is refused while it is unavailable (before it counts against the plan).
+    """
+
+    def __init__(self, voice: VoiceSettings, cpus: int, gate: Callable[[], CpuGate | None] = lambda: None) -> None:
+        """`gate()`: the CPU gate of the speech models the lessons run on, or None before they load."""
+        self._voice = voice
+        self._gate = gate
+        self._cpus = max(1, cpus)
+        self._client: AsyncOpenAI | None = None
+        self._runtime: EmbeddedRuntime | None = None
+        self._status: LLMStatus | None = None
+        self._starting: asyncio.Lock | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    @property
+    def status(self) -> LLMStatus | None:
+        return self._status
+
+    @property
+    def runtime(self) -> EmbeddedRuntime | None:
+        return self._runtime
+
+    @property
+    def client(self) -> AsyncOpenAI:
+        if self._client is None:
+            self._client = llm_client(self._voice.llm)
+        return self._client
+
+    @property
+    def model_name(self) -> str:
+        """The model name each request carries."""
+        return self._runtime.name if self._runtime is not None else self._voice.llm.model
+
+    async def start(self) -> LLMStatus:
+        """Choose the provider and check it once (idempotent); starts the regular checks."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._status is None:
+                self._status = await self._resolve()
+                self._log(self._status, first=True)
+                if self._monitor is None:
+                    self._wake = asyncio.Event()
+                    self._monitor = asyncio.create_task(self._watch(), name="llm-health")
+        return self._status
+
+    async def ready(self) -> LLMStatus:
+        """The current status, checking first if nothing has been checked yet."""
+        return self._status if self._status is not None else await self.start()
+
+    def report_failure(self) -> None:
+        """A lesson's reply failed: check again soon, so the next lesson is refused if nothing answers."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _resolve(self) -> LLMStatus:
+        llm = self._voice.llm
+        if llm.provider in ("auto", "openai"):
+            status = await self._probe()
+            if status.available or llm.provider == "openai":
+                return status
+            log.info("voice: nothing answered at %s (%s); using the embedded model", llm.base_url, status.detail)
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+        return await self._load_embedded()
+
+    async def _probe(self, *, generate: bool = False) -> LLMStatus:
+        """Ask the endpoint for its models (cheap: nothing is generated), or with `generate` (after a failed
+        reply, or where the endpoint has no model list) for a one-token reply."""
+        llm = self._voice.llm
+        client = self.client.with_options(timeout=PROBE_TIMEOUT_SECS, max_retries=0)
+        started = time.monotonic()
+        try:
+            if not generate:
+                try:
+                    await client.models.list()
+                except openai.NotFoundError:
+                    generate = True
+            if generate:
+                await client.chat.completions.create(
+                    model=llm.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1
+                )
+        except openai.APIConnectionError:
+            return self._made(False, "openai", False, f"nothing answers at {llm.base_url}")
+        except openai.AuthenticationError:
+            return self._made(False, "openai", False, f"{llm.base_url} refused the API key (TUTOR_VOICE__LLM__API_KEY)")
+        except openai.NotFoundError:
+            return self._made(False, "openai", False, f"{llm.base_url} does not serve model {llm.model!r}")
+        except openai.APIError as exc:
+            return self._made(False, "openai", False, f"{llm.base_url} answered with an error: {exc}")
+        took = time.monotonic() - started
+        return self._made(True, "openai", False, f"{llm.model} at {llm.base_url} (answered in {took * 1000:.0f} ms)")
+
+    async def _load_embedded(self) -> LLMStatus:
+        voice = self._voice
+        llm = voice.llm
+        try:
+            path, demo = resolve_model_path(llm, voice.models_dir)
+        except EmbeddedModelError as exc:
+            return self._made(False, "embedded", False, str(exc))
+        instances = llm.instances or (self._cpus if path.stat().st_size < LARGE_MODEL_BYTES else 1)
+        name = BUNDLED_MODEL_NAME if demo else path.stem
+        key = (str(path), llm.context_size, llm.threads, llm.gpu_layers, instances)
+
+        def build() -> EmbeddedRuntime:
+            runtime = EmbeddedRuntime(
+                path,
+                demo=demo,
+                name=name,
+                context_size=llm.context_size,
+                threads=llm.threads,
+                gpu_layers=llm.gpu_layers,
+                instances=instances,
+            )
+            runtime.load()
+            return runtime
+
+        try:
+            self._runtime = await asyncio.to_thread(_RUNTIMES.get, key, build)
+        except EmbeddedModelError as exc:
+            return self._made(False, "embedded", demo, str(exc))
+        self._client = llm_client(llm, embedded=self._runtime, gate=self._gate)
+        runtime = self._runtime
+        detail = (
+            f"embedded {name} ({Path(path).name}, {runtime.instances} cop{'y' if runtime.instances == 1 else 'ies'}, "
+            f"{llm.threads} thread{'s' if llm.threads > 1 else ''} each, loaded in {runtime.load_secs:.2f} s)"
+        )
+        if demo:
+            detail += f": the bundled demonstration model, whose answers are often wrong; {BETTER_MODEL_HINT}"
+        return self._made(True, "embedded", demo, detail)
+
+    def _made(self, available: bool, provider: Provider, demo: bool, detail: str) -> LLMStatus:
+        model = self._runtime.name if provider == "embedded" and self._runtime is not None else self._voice.llm.model
+        return LLMStatus(available, provider, model, demo, detail, time.monotonic())
+
+    def _log(self, status: LLMStatus, *, first: bool = False) -> None:
+        if status.available:
+            (log.warning if status.demo else log.info)("voice: language model: %s", status.detail)
+        else:
+            log.error(
+                "voice: no language model answers (%s): lessons are refused until one does; %s",
+                status.detail,
+                operator_hint(self._voice),
+            )
+
+    async def _watch(self) -> None:
+        assert self._wake is not None
+        while True:
+            failed = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._voice.llm.health_interval_secs)
+                failed = True
+                await asyncio.sleep(RECHECK_AFTER_FAILURE_SECS)
+            self._wake.clear()
+            await self.check(generate=failed)
+
+    async def check(self, *, generate: bool = False) -> LLMStatus:
+        """Check the model now (with `generate`, by a one-token reply) and log a change."""
+        previous = self._status
+        if self._runtime is not None:
+            status = self._made(True, "embedded", self._runtime.demo, previous.detail if previous else "loaded")
+        else:
+            status = await self._probe(generate=generate)
+        self._status = status
+        if previous is None or previous.available != status.available:
+            self._log(status)
+        return status
+
+    async def close(self) -> None:
+        for task in (self._monitor,):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._monitor = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._runtime is not None:
+            _RUNTIMES.release(self._runtime)
+            self._runtime = None

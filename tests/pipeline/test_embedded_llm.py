@@ -1,0 +1,112 @@
+"""The embedded runtime on the bundled model: answers through the OpenAI client, shares the CPU gate, survives a
+reply cut short, fits a long lesson into its context, and says what to do when its file is missing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.pipeline.compute import CpuGate
+from server.pipeline.embedded_llm import bundled_model_path
+from server.pipeline.language_model import LanguageModel
+from tests.conftest import make_settings
+
+SYSTEM = "You are a tutor in a spoken lesson about the water cycle. Answer in one short sentence."
+QUESTION = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is evaporation?"}]
+
+
+@pytest.fixture
+async def model(tmp_path: Path) -> AsyncIterator[tuple[LanguageModel, CpuGate]]:
+    gate = CpuGate(2)
+    settings = make_settings(tmp_path, VOICE__LLM__PROVIDER="embedded", VOICE__LLM__INSTANCES="2")
+    language_model = LanguageModel(settings.voice, cpus=2, gate=lambda: gate)
+    status = await language_model.start()
+    assert status.available, status.detail
+    yield language_model, gate
+    await language_model.close()
+
+
+async def _reply(model: LanguageModel, messages: list[dict[str, str]], max_tokens: int = 24) -> tuple[str, int]:
+    stream = await model.client.chat.completions.create(
+        model=model.model_name, messages=messages, max_tokens=max_tokens, stream=True
+    )
+    parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    return "".join(parts), sum(1 for p in parts if p)
+
+
+def test_the_bundled_model_ships_with_the_server() -> None:
+    path = bundled_model_path()
+    assert path is not None and path.suffix == ".gguf"
+    assert path.stat().st_size > 50_000_000
+
+
+async def test_an_answer_streams_token_by_token_and_each_token_takes_a_turn_at_the_cpu_gate(
+    model: tuple[LanguageModel, CpuGate],
+) -> None:
+    language_model, gate = model
+    before = gate.calls
+    text, tokens = await _reply(language_model, QUESTION)
+    assert text.strip(), "no answer"
+    assert tokens >= 3, "the answer did not stream"
+    assert gate.calls - before >= tokens
+    status = language_model.status
+    assert status is not None and status.demo and status.provider == "embedded"
+
+
+async def test_a_reply_cut_short_frees_the_model_for_the_next(model: tuple[LanguageModel, CpuGate]) -> None:
+    language_model, _ = model
+    for _ in range(3):  # more cut replies than copies of the model: none is left held
+        stream = await language_model.client.chat.completions.create(
+            model=language_model.model_name, messages=QUESTION, max_tokens=64, stream=True
+        )
+        async for _chunk in stream:
+            break
+        await stream.close()
+    text, _ = await asyncio.wait_for(_reply(language_model, QUESTION), 30)
+    assert text.strip()
+
+
+async def test_lessons_are_answered_side_by_side(model: tuple[LanguageModel, CpuGate]) -> None:
+    language_model, _ = model
+    replies = await asyncio.wait_for(asyncio.gather(*(_reply(language_model, QUESTION) for _ in range(3))), 60)
+    assert all(text.strip() for text, _ in replies)
+
+
+async def test_a_long_lesson_still_fits_a_small_context(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, VOICE__LLM__PROVIDER="embedded", VOICE__LLM__CONTEXT_SIZE="512")
+    language_model = LanguageModel(settings.voice, cpus=1)
+    try:
+        assert (await language_model.start()).available
+        turn = "Tell me more about how clouds form from the water vapour that rises from the sea. " * 3
+        history: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}]
+        for i in range(30):  # about 1,500 tokens: three times the context
+            history += [{"role": "user", "content": turn}, {"role": "assistant", "content": f"Answer {i}. " + turn}]
+        history.append({"role": "user", "content": "And what is rain?"})
+        text, _ = await _reply(language_model, history, max_tokens=16)
+        assert text.strip()
+        runtime = language_model.runtime
+        assert runtime is not None
+        kept = runtime.fit(history, 16)
+        assert kept[0]["role"] == "system" and kept[-1]["content"] == "And what is rain?"
+        assert len(kept) < len(history)
+    finally:
+        await language_model.close()
+
+
+async def test_a_missing_gguf_says_where_to_put_it(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        VOICE__LLM__PROVIDER="embedded",
+        VOICE__LLM__MODEL="Qwen2.5-7B-Instruct-Q4_K_M.gguf",
+        VOICE__MODELS_DIR=str(tmp_path / "models"),
+    )
+    language_model = LanguageModel(settings.voice, cpus=1)
+    try:
+        status = await language_model.start()
+        assert not status.available
+        assert str(tmp_path / "models" / "Qwen2.5-7B-Instruct-Q4_K_M.gguf") in status.detail
+    finally:
+        await language_model.close()
