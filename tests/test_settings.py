@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from server.settings import LESSONS_PER_CORE, ConfigError, Settings, load_settings
+from server.settings import (
+    BUNDLED_LLM_CORES_PER_LESSON,
+    ConfigError,
+    Settings,
+    load_settings,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,11 +104,16 @@ def test_settings_alone_are_the_defaults_whatever_the_process_environment(monkey
 
 def test_live_lesson_cap_follows_the_cores_unless_set():
     # "auto" (the default) sizes the cap to the machine; a number is taken as it is, and 0 means no cap.
-    assert load_settings(None, {}).voice.lesson_limit(2) == 2 * LESSONS_PER_CORE
-    assert load_settings(None, {}).voice.lesson_limit(8) == 8 * LESSONS_PER_CORE
+    voice = load_settings(None, {}).voice
+    # With the language model elsewhere, the speech stages alone decide; the bundled model in-process costs more,
+    # and a model 40 times its size on the CPU leaves room for one lesson.
+    assert voice.lesson_limit(2) == 8
+    assert voice.lesson_limit(8) == 4 * voice.lesson_limit(2)
+    assert voice.lesson_limit(2, BUNDLED_LLM_CORES_PER_LESSON) == 4
+    assert voice.lesson_limit(2, 40 * BUNDLED_LLM_CORES_PER_LESSON) == 1
     assert load_settings(None, {"TUTOR_VOICE__MAX_LIVE_LESSONS": "5"}).voice.lesson_limit(2) == 5
+    assert load_settings(None, {"TUTOR_VOICE__MAX_LIVE_LESSONS": "5"}).voice.lesson_limit(2, 9.0) == 5
     assert load_settings(None, {"TUTOR_VOICE__MAX_LIVE_LESSONS": "0"}).voice.lesson_limit(2) == 0
-    assert load_settings(None, {"TUTOR_VOICE__MAX_LIVE_LESSONS": "auto"}).voice.lesson_limit(3) == 3 * LESSONS_PER_CORE
 
 
 @pytest.mark.parametrize(

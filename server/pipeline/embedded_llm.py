@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -117,12 +119,15 @@ class EmbeddedRuntime:
         threads: int,
         gpu_layers: int,
         instances: int,
+        batch_threads: int | None = None,
     ) -> None:
         self.path = path
         self.demo = demo
         self.name = name
         self.context_size = context_size
         self.threads = threads
+        # Reading a prompt is one batch, which more threads share well; each token after it is not.
+        self.batch_threads = batch_threads or threads
         self.gpu_layers = gpu_layers
         # Where the tokens are computed: a thread per copy of the model, so copies generate side by side.
         self._executor = thread_pool("voice-llm", max(1, instances))
@@ -149,7 +154,7 @@ class EmbeddedRuntime:
                     model_path=str(self.path),
                     n_ctx=self.context_size,
                     n_threads=self.threads,
-                    n_threads_batch=self.threads,
+                    n_threads_batch=self.batch_threads,
                     n_gpu_layers=self.gpu_layers,
                     verbose=False,
                 )
@@ -214,9 +219,30 @@ class EmbeddedRuntime:
             kept.pop(0)
         return head + kept
 
-    async def stream(self, request: dict[str, Any], gate: CpuGate | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def warm(self, messages: list[dict[str, Any]], gate: CpuGate | None = None) -> None:
+        """Read `messages` (a lesson's system prompt and greeting) into a free copy's cache ahead of need, so the
+        lesson's first answer reads only the learner's words. It waits behind every urgent model call."""
+        if not self._instances:
+            return
+        instance = await self._acquire(messages)
+        llama = instance.llama
+
+        def read() -> None:
+            with gate.slot(urgent_at=time.monotonic() + WARM_UNTIL_URGENT_SECS) if gate else _no_slot():
+                for _ in llama.create_chat_completion(messages=messages, max_tokens=1, stream=True):
+                    break
+
+        try:
+            await asyncio.wrap_future(self._executor.submit(read))
+        finally:
+            self._release(instance, messages)
+
+    async def stream(
+        self, request: dict[str, Any], gate: CpuGate | None = None, max_sentences: int = 0
+    ) -> AsyncIterator[dict[str, Any]]:
         """OpenAI chat-completion chunks for `request` (the JSON an OpenAI client posts), one per token, each
-        computed holding a slot of `gate` (the speech models' CPU gate) when there is one."""
+        computed holding a slot of `gate` (the speech models' CPU gate) when there is one; with
+        `max_sentences`, the reply stops after that many sentences (spoken replies are short)."""
         if not self._instances:
             raise EmbeddedModelError("the embedded model is not loaded")
         max_tokens = min(int(request.get("max_tokens") or request.get("max_completion_tokens") or 256), 1024)
@@ -234,12 +260,18 @@ class EmbeddedRuntime:
                 stream=True,
             )
             step = _stepper(chunks, gate)
+            written = ""
             while True:
                 pending = self._executor.submit(step)
                 chunk = await asyncio.wrap_future(pending)
                 if chunk is None:
                     break
                 yield chunk
+                if max_sentences:
+                    choices = chunk.get("choices") or [{}]
+                    written += (choices[0].get("delta") or {}).get("content") or ""
+                    if len(_SENTENCE_END.findall(written)) >= max_sentences:
+                        break
         finally:
             # A reply cut short (the learner talked over it) may leave a token being computed on the copy: it is
             # handed to the next request only once that step is over, never while llama.cpp still runs on it.
@@ -258,6 +290,15 @@ class EmbeddedRuntime:
 
 
 _BUSY: list[dict[str, Any]] = []
+# A sentence has ended once whitespace follows its mark (a decimal point or "e.g" has none).
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s")
+# A warm-up counts as urgent this long after it was asked for (until then every urgent model call goes first).
+WARM_UNTIL_URGENT_SECS = 3.0
+
+
+@contextlib.contextmanager
+def _no_slot() -> Iterator[None]:
+    yield
 
 
 def _stepper(chunks: Iterator[dict[str, Any]], gate: CpuGate | None) -> Callable[[], dict[str, Any] | None]:
@@ -273,8 +314,9 @@ def _stepper(chunks: Iterator[dict[str, Any]], gate: CpuGate | None) -> Callable
 class EmbeddedTransport(httpx2.AsyncBaseTransport):
     """Answers an OpenAI client's requests from the runtime, in-process (no socket, nothing leaves the server)."""
 
-    def __init__(self, runtime: EmbeddedRuntime, gate: Callable[[], CpuGate | None]) -> None:
+    def __init__(self, runtime: EmbeddedRuntime, gate: Callable[[], CpuGate | None], max_sentences: int = 0) -> None:
         self._runtime = runtime
+        self._max_sentences = max_sentences
         # The CPU gate of the speech models the lessons run on (None before they load).
         self._gate = gate
 
@@ -293,10 +335,10 @@ class EmbeddedTransport(httpx2.AsyncBaseTransport):
             return httpx2.Response(
                 200,
                 headers={"content-type": "text/event-stream"},
-                stream=_EventStream(self._runtime.stream(payload, self._gate())),
+                stream=_EventStream(self._runtime.stream(payload, self._gate(), self._max_sentences)),
             )
         text, usage = [], 0
-        async for chunk in self._runtime.stream(payload, self._gate()):
+        async for chunk in self._runtime.stream(payload, self._gate(), self._max_sentences):
             text.append(chunk["choices"][0]["delta"].get("content") or "")
             usage += 1
         body: dict[str, Any] = {

@@ -21,9 +21,11 @@ from server.pipeline.embedded_llm import (
     DEMO_NOTICE,
     EmbeddedModelError,
     EmbeddedRuntime,
+    bundled_model_path,
     resolve_model_path,
 )
 from server.pipeline.llm_client import llm_client
+from server.settings import BUNDLED_LLM_CORES_PER_LESSON
 
 if TYPE_CHECKING:
     from server.pipeline.compute import CpuGate
@@ -115,6 +117,7 @@ class LanguageModel:
         self._starting: asyncio.Lock | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._warming: set[asyncio.Task[None]] = set()
 
     @property
     def status(self) -> LLMStatus | None:
@@ -135,6 +138,16 @@ class LanguageModel:
         """The model name each request carries."""
         return self._runtime.name if self._runtime is not None else self._voice.llm.model
 
+    def cores_per_lesson(self) -> float:
+        """What the model costs this machine's CPU per live lesson (settings.lesson_limit): nothing for an
+        endpoint or a model on a GPU, the measured cost of the bundled model scaled by file size otherwise."""
+        runtime = self._runtime
+        if runtime is None or runtime.gpu_layers != 0:
+            return 0.0
+        bundled = bundled_model_path()
+        scale = runtime.path.stat().st_size / bundled.stat().st_size if bundled is not None else 1.0
+        return BUNDLED_LLM_CORES_PER_LESSON * (1.0 if runtime.demo else scale)
+
     async def start(self) -> LLMStatus:
         """Choose the provider and check it once (idempotent); starts the regular checks."""
         if self._starting is None:
@@ -151,6 +164,22 @@ class LanguageModel:
     async def ready(self) -> LLMStatus:
         """The current status, checking first if nothing has been checked yet."""
         return self._status if self._status is not None else await self.start()
+
+    def warm(self, system_prompt: str, greeting: str) -> None:
+        """A lesson is starting: let the embedded model read its prompt while the greeting plays (no-op for an
+        endpoint). Runs in the background; a failure only costs the first answer its head start."""
+        runtime = self._runtime
+        if runtime is None:
+            return
+        messages = [{"role": "system", "content": system_prompt}, {"role": "assistant", "content": greeting}]
+        task = asyncio.create_task(runtime.warm(messages, self._gate()), name="llm-warm")
+        self._warming.add(task)
+        task.add_done_callback(self._warmed)
+
+    def _warmed(self, task: asyncio.Task[None]) -> None:
+        self._warming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("voice: reading a lesson's prompt ahead failed: %s", task.exception())
 
     def report_failure(self) -> None:
         """A lesson's reply failed: check again soon, so the next lesson is refused if nothing answers."""
@@ -205,7 +234,8 @@ class LanguageModel:
             return self._made(False, "embedded", False, str(exc))
         instances = llm.instances or (self._cpus if path.stat().st_size < LARGE_MODEL_BYTES else 1)
         name = BUNDLED_MODEL_NAME if demo else path.stem
-        key = (str(path), llm.context_size, llm.threads, llm.gpu_layers, instances)
+        batch_threads = llm.batch_threads or self._cpus
+        key = (str(path), llm.context_size, llm.threads, batch_threads, llm.gpu_layers, instances)
 
         def build() -> EmbeddedRuntime:
             runtime = EmbeddedRuntime(
@@ -216,6 +246,7 @@ class LanguageModel:
                 threads=llm.threads,
                 gpu_layers=llm.gpu_layers,
                 instances=instances,
+                batch_threads=batch_threads,
             )
             runtime.load()
             return runtime
@@ -272,7 +303,7 @@ class LanguageModel:
         return status
 
     async def close(self) -> None:
-        for task in (self._monitor,):
+        for task in (self._monitor, *self._warming):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -48,5 +48,5 @@ def llm_client(
         # A retry would only queue the same work again on the same cores.
         max_retries=0,
         timeout=Timeout(llm.timeout_secs),
-        http_client=httpx2.AsyncClient(transport=EmbeddedTransport(embedded, gate)),
+        http_client=httpx2.AsyncClient(transport=EmbeddedTransport(embedded, gate, llm.max_sentences)),
     )

@@ -58,7 +58,11 @@ class VoiceService:
         self._learner_offers = _KeyedLocks()
         self._closing = False
         self._lag_task: asyncio.Task[None] | None = None
-        self.lesson_limit = settings.voice.lesson_limit(usable_cpus())
+
+    @property
+    def lesson_limit(self) -> int:
+        """Live lessons this process takes at once (0 = no limit), for the stages it runs on this machine."""
+        return self._settings.voice.lesson_limit(usable_cpus(), self.language_model.cores_per_lesson())
 
     @property
     def live_lessons(self) -> int:
@@ -73,6 +77,13 @@ class VoiceService:
         await self.language_model.start()
         if self._models is not None:
             return
+        if self._settings.voice.max_live_lessons == "auto":
+            log.info(
+                'voice: up to %d live lessons at once on %d cores (voice.max_live_lessons = "auto"; set a number '
+                "to change it)",
+                self.lesson_limit,
+                usable_cpus(),
+            )
         if self._loading is None:
             self._loading = asyncio.Lock()
         async with self._loading:

@@ -173,6 +173,8 @@ class LessonSession:
             asyncio.create_task(self._write_loop(), name=f"lesson-{self.lesson_id}-writes"),
             asyncio.create_task(self._watch(), name=f"lesson-{self.lesson_id}-timers"),
         ]
+        # An embedded model reads the prompt while the learner connects and hears the greeting.
+        self._language_model.warm(self.brief.system_prompt, self.brief.greeting)
 
     async def _run(self) -> None:
         assert self._runner is not None

@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -17,6 +17,8 @@ from pipecat.frames.frames import ErrorFrame, Frame, InterruptionFrame, TTSAudio
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
+from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 from server.pipeline.compute import CpuGate, gated
 from server.pipeline.models import LoadedVoice
@@ -106,6 +108,64 @@ def synthesize_sentence(voice: LoadedVoice, phonemes: list[str], length_scale: f
     return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
 
+# A reply's first words go to the voice before the model has finished its first sentence: at a clause break
+# after at least FIRST_WORDS_MIN words, or before a word that starts a new phrase once that many are written.
+# A small model writes about 50 words a second, so a 20-word first sentence would keep the learner waiting
+# 0.4 s longer than its first clause.
+FIRST_WORDS_MIN = 4
+_CLAUSE_END = re.compile(r"[,;:]\s")
+
+
+def first_words(buffer: str) -> str | None:
+    """The head of a reply's unfinished first sentence that can be spoken now, or None to keep waiting."""
+    if any(c in buffer for c in ".!?"):
+        return None  # a sentence end is pending: the sentence aggregator decides
+    text = buffer.lstrip()
+    for clause in _CLAUSE_END.finditer(text):
+        head = text[: clause.start() + 1]
+        if len(head.split()) >= FIRST_WORDS_MIN:
+            return head
+    words = buffer.split()
+    if not buffer[-1:].isspace():
+        words = words[:-1]  # the last word may still be growing
+    for i in range(FIRST_WORDS_MIN, len(words)):
+        if words[i].lower() in _PHRASE_STARTS:
+            return " ".join(words[:i])
+    return None
+
+
+class QuickFirstWords(SimpleTextAggregator):
+    """pipecat's sentence aggregation, except that a reply's first words are released early (first_words)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._released = False
+
+    async def aggregate(self, text: str) -> AsyncIterator[Aggregation]:
+        async for aggregation in super().aggregate(text):
+            self._released = True
+            yield aggregation
+        if not self._released and self.aggregation_type == TextType.SENTENCE:
+            head = first_words(self._text)
+            if head is not None:
+                self._released = True
+                start = self._text.index(head) + len(head)
+                self._text = self._text[start:]
+                yield Aggregation(text=head, type=TextType.SENTENCE)
+
+    async def flush(self) -> Aggregation | None:
+        self._released = False
+        return await super().flush()
+
+    async def handle_interruption(self) -> None:
+        self._released = False
+        await super().handle_interruption()
+
+    async def reset(self) -> None:
+        self._released = False
+        await super().reset()
+
+
 class SharedPiperTTSService(TTSService):
     """pipecat TTS over a piper voice loaded once per process (pipecat's PiperTTSService loads per instance).
 
@@ -132,6 +192,9 @@ class SharedPiperTTSService(TTSService):
             settings=TTSSettings(model="piper", voice=voice.name, language="en"),
             **kwargs,  # type: ignore[arg-type]
         )
+        # A reply's first clause is spoken while the model still writes the rest of its first sentence.
+        upstream = self._text_aggregator
+        self._text_aggregator = QuickFirstWords(aggregation_type=upstream.aggregation_type, language=upstream.language)
         self._voice = voice
         self._length_scale = length_scale
         self._executor = executor

@@ -110,3 +110,38 @@ async def test_a_missing_gguf_says_where_to_put_it(tmp_path: Path) -> None:
         assert str(tmp_path / "models" / "Qwen2.5-7B-Instruct-Q4_K_M.gguf") in status.detail
     finally:
         await language_model.close()
+
+
+async def test_a_spoken_reply_stops_after_a_few_sentences(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, VOICE__LLM__PROVIDER="embedded", VOICE__LLM__MAX_SENTENCES="1")
+    language_model = LanguageModel(settings.voice, cpus=1)
+    try:
+        assert (await language_model.start()).available
+        ask = [{"role": "user", "content": "Tell me everything you know about the water cycle, in detail."}]
+        text, tokens = await _reply(language_model, ask, max_tokens=200)
+        assert text.strip()
+        assert tokens < 150, "the reply ran on to max_tokens"
+        ended = [c for c in text.strip()[:-1] if c in ".!?"]
+        assert len(ended) <= 1, text  # at most the one sentence asked for (an abbreviation may add a mark)
+    finally:
+        await language_model.close()
+
+
+async def test_a_lessons_prompt_is_read_ahead_while_the_greeting_plays(model: tuple[LanguageModel, CpuGate]) -> None:
+    language_model, gate = model
+    before = gate.calls
+    language_model.warm(SYSTEM, "Hello! Today we will talk about the water cycle.")
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if gate.calls > before:
+            break
+    assert gate.calls > before, "the prompt was never read ahead"
+    text, _ = await _reply(
+        language_model,
+        [
+            {"role": "system", "content": SYSTEM},
+            {"role": "assistant", "content": "Hello! Today we will talk about the water cycle."},
+            {"role": "user", "content": "What is evaporation?"},
+        ],
+    )
+    assert text.strip()

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
+from pipecat.services.tts_service import TTSService
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack, SmallWebRTCClient, SmallWebRTCTransport
 from pipecat.utils.base_object import BaseObject
+from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 Kind = Literal["method", "attribute"]
 
@@ -35,6 +37,9 @@ class PrivateMember:
 
 
 PRIVATE_MEMBERS: tuple[PrivateMember, ...] = (
+    # -- the tutor's voice (pipeline/tts.py: SharedPiperTTSService, QuickFirstWords) ------------------------------
+    PrivateMember(TTSService, "_text_aggregator", "attribute", "replaced: a reply's first clause goes early"),
+    PrivateMember(SimpleTextAggregator, "_text", "attribute", "read and cut: the unfinished first sentence"),
     # -- the tutor's track (tutor_track.QuietAudioTrack, a RawAudioTrack) ------------------------------------
     PrivateMember(RawAudioTrack, "_samples_per_10ms", "attribute", "scaled to one packet's samples"),
     PrivateMember(RawAudioTrack, "_bytes_per_10ms", "attribute", "scaled to one packet's bytes"),
