@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import threading
@@ -95,8 +96,17 @@ class _SharedRuntimes:
                     self._runtimes[key] = (held, max(0, count - 1))
                     return
 
+    def close_all(self) -> None:
+        """Free every model before the interpreter tears down the modules llama.cpp's finalizers need."""
+        with self._lock:
+            runtimes = [runtime for runtime, _ in self._runtimes.values()]
+            self._runtimes.clear()
+        for runtime in runtimes:
+            runtime.close()
+
 
 _RUNTIMES = _SharedRuntimes()
+atexit.register(_RUNTIMES.close_all)
 
 
 class LanguageModel:
