@@ -118,6 +118,9 @@ class Result:
     # Server process CPU (all its threads) per request: steadier than req/s when other work shares the cores.
     cpu_ms: float
     items: int
+    # The machine's 1-minute load average when the run ended: above the two cores, req/s and p99 say more about
+    # the other work than about the server.
+    load: float = 0.0
     ratio: float | None = None
 
 
@@ -402,11 +405,12 @@ def measure(
                 socket_errors=raw["socket_errors"],
                 cpu_ms=round(1000 * cpu / max(1, raw["requests"]), 3),
                 items=items,
+                load=round(os.getloadavg()[0], 2),
             )
             results.append(result)
             print(
                 f"[{backend}] {endpoint.name}: {result.rps} req/s, p50 {result.p50_ms} ms, "
-                f"p99 {result.p99_ms} ms, server CPU {result.cpu_ms} ms/request",
+                f"p99 {result.p99_ms} ms, server CPU {result.cpu_ms} ms/request, load {result.load}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -427,6 +431,7 @@ def table(results: list[Result]) -> str:
         "CPU ms/req",
         "items",
         "errors",
+        "load",
     )
     rows = [
         (
@@ -439,6 +444,7 @@ def table(results: list[Result]) -> str:
             f"{r.cpu_ms:.2f}",
             str(r.items),
             str(r.bad_status + r.socket_errors),
+            f"{r.load:.2f}",
         )
         for r in results
     ]

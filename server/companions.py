@@ -7,7 +7,7 @@ while every lesson keeps it. Only a companion no one has used is erased.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,25 +99,34 @@ class CompanionList(BaseModel):
 LIBRARY_CACHE_SECS = 2.0
 
 
-def to_out(row: store.CompanionRow, viewer_id: int) -> CompanionOut:
+def view(row: store.CompanionRow, viewer_id: int) -> dict[str, Any]:
+    """The companion as `CompanionOut` shows it, as a plain dict: what the read routes encode as it is.
+
+    Our own columns are already of these types; building and validating a model for each of a list's rows
+    cost a library page more CPU than its queries did.
+    """
     c = row.companion
-    # Our own columns, already of these types: validating them again would only cost each list its CPU.
-    return CompanionOut.model_construct(
-        id=c.id,
-        name=c.name,
-        subject=c.subject,
-        topic=c.topic,
-        voice=c.voice,
-        style=c.style,
-        duration=c.duration,
-        author=AuthorOut.model_construct(id=c.author_id, name=row.author_name),
-        is_mine=c.author_id == viewer_id,
-        bookmarked=row.bookmarked,
-        lessons_count=row.lessons_count,
-        created_at=as_utc(c.created_at),
-        updated_at=as_utc(c.updated_at),
-        archived=c.archived_at is not None,
-    )
+    return {
+        "id": c.id,
+        "name": c.name,
+        "subject": c.subject,
+        "topic": c.topic,
+        "voice": c.voice,
+        "style": c.style,
+        "duration": c.duration,
+        "author": {"id": c.author_id, "name": row.author_name},
+        "is_mine": c.author_id == viewer_id,
+        "bookmarked": row.bookmarked,
+        "lessons_count": row.lessons_count,
+        "created_at": as_utc(c.created_at),
+        "updated_at": as_utc(c.updated_at),
+        "archived": c.archived_at is not None,
+    }
+
+
+def to_out(row: store.CompanionRow, viewer_id: int) -> CompanionOut:
+    """The companion as a model, for the routes that write it (one row: validating it costs nothing there)."""
+    return CompanionOut.model_validate(view(row, viewer_id))
 
 
 async def create(db: Database, settings: Settings, user: CurrentUser, data: CompanionIn) -> CompanionOut:
@@ -148,7 +157,8 @@ async def list_page(
     limit: int,
     sort: str = "recent",
     author_id: int | None = None,
-) -> CompanionPage:
+) -> dict[str, Any]:
+    """One page of the library as `CompanionPage` shows it (a plain dict, like `view`)."""
     filters = store.CompanionFilter(subject=subject or None, topic=(topic or "").strip() or None, author_id=author_id)
     offset = (page - 1) * limit
 
@@ -158,22 +168,24 @@ async def list_page(
     # Every viewer of a page shares its rows and total; only their own bookmark flags are read for each.
     key = ("library", filters, offset, limit, sort)
     records, total = await db.shared_cache.get(key, LIBRARY_CACHE_SECS, read_page)
-    rows = await db.read_unit(lambda conn: store.viewed(conn, user.id, records))
-    return CompanionPage.model_construct(items=[to_out(r, user.id) for r in rows], page=page, limit=limit, total=total)
+    rows = await db.read_unit(lambda conn: store.viewed(conn, user.id, records), quick=True)
+    return {"items": [view(r, user.id) for r in rows], "page": page, "limit": limit, "total": total}
 
 
-async def mine(db: Database, user: CurrentUser, *, page: int, limit: int) -> CompanionPage:
+async def mine(db: Database, user: CurrentUser, *, page: int, limit: int) -> dict[str, Any]:
     """The companions I built that are still in the library, newest first."""
     return await list_page(db, user, subject=None, topic=None, page=page, limit=limit, author_id=user.id)
 
 
-async def get(db: Database, user: CurrentUser, companion_id: int) -> CompanionOut:
+async def get(db: Database, user: CurrentUser, companion_id: int) -> dict[str, Any]:
+    """The companion as `CompanionOut` shows it (a plain dict, like `view`)."""
     rows = await db.read_unit(
-        lambda conn: store.viewed(conn, user.id, list(store.records_by_ids(conn, [companion_id]).values()))
+        lambda conn: store.viewed(conn, user.id, list(store.records_by_ids(conn, [companion_id]).values())),
+        quick=True,
     )
     if not rows:
         raise NotFound("companion_not_found", "No companion with that id.")
-    return to_out(rows[0], user.id)
+    return view(rows[0], user.id)
 
 
 async def _own(session: AsyncSession, user: CurrentUser, companion_id: int) -> Companion:
@@ -207,7 +219,8 @@ async def delete(db: Database, user: CurrentUser, companion_id: int) -> None:
             await store.erase(session, companion)
 
 
-async def bookmarked(db: Database, user: CurrentUser, limit: int) -> CompanionList:
+async def bookmarked(db: Database, user: CurrentUser, limit: int) -> dict[str, Any]:
+    """The learner's bookmarked companions as `CompanionList` shows them (a plain dict, like `view`)."""
     async with db.read() as session:
         rows = await store.bookmarked_rows(session, user.id, limit)
-    return CompanionList(items=[to_out(r, user.id) for r in rows])
+    return {"items": [view(r, user.id) for r in rows]}

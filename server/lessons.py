@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from server import plans
 from server.accounts import CurrentUser
-from server.companions import LIBRARY_CACHE_SECS, CompanionList, CompanionOut, to_out
+from server.companions import LIBRARY_CACHE_SECS, CompanionOut, to_out, view
 from server.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from server.settings import Settings
 from server.store import companions as companion_store
@@ -77,35 +77,47 @@ class LiveLesson:
 
 def _lesson_companion(
     lesson: Lesson | store.LessonRecord, rows: dict[int, companion_store.CompanionRow], viewer_id: int
-) -> CompanionOut | ErasedCompanionOut:
-    """The companion as it is (archived ones included), else as the lesson recorded it."""
+) -> dict[str, Any]:
+    """The companion as it is (archived ones included), else as the lesson recorded it (`ErasedCompanionOut`)."""
     row = rows.get(lesson.companion_id) if lesson.companion_id is not None else None
     if row is not None:
-        return to_out(row, viewer_id)
-    return ErasedCompanionOut(
+        return view(row, viewer_id)
+    return {
+        "id": None,
         # Only lessons bulk-loaded without a snapshot lack one.
-        name=lesson.companion_name or "A deleted companion",
-        subject=lesson.companion_subject or "",
-        topic=lesson.companion_topic or "",
-    )
+        "name": lesson.companion_name or "A deleted companion",
+        "subject": lesson.companion_subject or "",
+        "topic": lesson.companion_topic or "",
+        "archived": True,
+    }
+
+
+def _lesson_view(
+    lesson: Lesson | store.LessonRecord,
+    companion: dict[str, Any] | CompanionOut,
+    transcript: list[TranscriptEntry] | None = None,
+) -> dict[str, Any]:
+    """The lesson as `LessonOut` shows it, as a plain dict: what the read routes encode as it is (see `view`)."""
+    return {
+        "id": lesson.id,
+        "companion": companion,
+        "started_at": as_utc(lesson.started_at),
+        "ended_at": as_utc(lesson.ended_at) if lesson.ended_at else None,
+        "length_seconds": lesson.length_seconds,
+        "end_reason": lesson.end_reason,
+        "transcript": None
+        if transcript is None
+        else [{"order": t.position, "role": t.role, "text": t.text, "at": as_utc(t.at)} for t in transcript],
+    }
 
 
 def _lesson_out(
     lesson: Lesson | store.LessonRecord,
-    companion: CompanionOut | ErasedCompanionOut,
+    companion: dict[str, Any] | CompanionOut,
     transcript: list[TranscriptEntry] | None = None,
 ) -> LessonOut:
-    return LessonOut(
-        id=lesson.id,
-        companion=companion,
-        started_at=as_utc(lesson.started_at),
-        ended_at=as_utc(lesson.ended_at) if lesson.ended_at else None,
-        length_seconds=lesson.length_seconds,
-        end_reason=lesson.end_reason,
-        transcript=None
-        if transcript is None
-        else [TranscriptOut(order=t.position, role=t.role, text=t.text, at=as_utc(t.at)) for t in transcript],
-    )
+    """The lesson as a model, for one lesson (validating one costs nothing next to a history list's twenty)."""
+    return LessonOut.model_validate(_lesson_view(lesson, companion, transcript))
 
 
 # What a learner reads when no language model answers (the operator's instructions go to the log and the doctor).
@@ -154,21 +166,26 @@ async def start(
     return _lesson_out(lesson, to_out(row, user.id))
 
 
-async def mine(db: Database, user: CurrentUser, limit: int) -> LessonList:
-    lessons, rows = await db.read_unit(lambda conn: store.latest_with_companions(conn, user.id, limit))
-    return LessonList.model_construct(items=[_lesson_out(x, _lesson_companion(x, rows, user.id)) for x in lessons])
+async def mine(db: Database, user: CurrentUser, limit: int) -> dict[str, Any]:
+    """The learner's latest lessons as `LessonList` shows them (a plain dict, like `companions.view`)."""
+    # One indexed statement (the learner's latest lessons joined to their companions): quick enough for the loop.
+    lessons, rows = await db.read_unit(lambda conn: store.latest_with_companions(conn, user.id, limit), quick=True)
+    return {"items": [_lesson_view(x, _lesson_companion(x, rows, user.id)) for x in lessons]}
 
 
-async def recent_companions(db: Database, user: CurrentUser, limit: int) -> CompanionList:
-    """Companions of the latest lessons of all learners, newest first, each once; no learner is named."""
+async def recent_companions(db: Database, user: CurrentUser, limit: int) -> dict[str, Any]:
+    """Companions of the latest lessons of all learners, newest first, each once; no learner is named.
+
+    Shaped as `CompanionList` (a plain dict, like `companions.view`).
+    """
 
     async def read_recent() -> list[companion_store.CompanionRecord]:
         return await db.read_unit(lambda conn: store.latest_companions(conn, limit))
 
     # The same for every viewer, like a library page; only the bookmark flags are each viewer's own.
     records = await db.shared_cache.get(("recent", limit), LIBRARY_CACHE_SECS, read_recent)
-    rows = await db.read_unit(lambda conn: companion_store.viewed(conn, user.id, records))
-    return CompanionList.model_construct(items=[to_out(r, user.id) for r in rows])
+    rows = await db.read_unit(lambda conn: companion_store.viewed(conn, user.id, records), quick=True)
+    return {"items": [view(r, user.id) for r in rows]}
 
 
 async def get(db: Database, user: CurrentUser, lesson_id: int) -> LessonOut:

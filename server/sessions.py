@@ -82,8 +82,9 @@ async def resolve(db: Database, settings: Settings, token: str) -> Resolved | No
         return None
     sid = session_id(token)
     now = utcnow()
-    async with db.read() as session:
-        found = await session_store.live(session, sid, now)
+    # A primary-key lookup: on SQLite at once on the event loop, not through the async session's four thread hops
+    # a statement. Never cached, so logging out or disabling the account ends the session on the next request.
+    found = await db.read_unit(lambda conn: session_store.live(conn, sid, now), quick=True)
     if found is None:
         return None
     refreshed = now - as_utc(found.last_seen_at) >= TOUCH_EVERY

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_request, validate_response
 
 from server import bookmarks, companions, lessons
 from server.api.auth import current_user, login_required
+from server.api.schema import json_response, validate_querystring
 from server.companions import CompanionIn, CompanionOut, CompanionPage, CompanionPatch, Sort, Subject
 from server.instances import InstanceKeeper
 from server.lessons import LessonOut
@@ -28,8 +31,8 @@ class CompanionQuery(BaseModel):
 @bp.get("")
 @login_required
 @validate_querystring(CompanionQuery)
-@validate_response(CompanionPage)
-async def list_companions(query_args: CompanionQuery) -> CompanionPage:
+@json_response(CompanionPage)
+async def list_companions(query_args: CompanionQuery) -> dict[str, Any]:
     return await companions.list_page(
         get_state().db,
         current_user(),
@@ -52,8 +55,8 @@ async def create_companion(data: CompanionIn) -> tuple[CompanionOut, int]:
 
 @bp.get("/<int:companion_id>")
 @login_required
-@validate_response(CompanionOut)
-async def get_companion(companion_id: int) -> CompanionOut:
+@json_response(CompanionOut)
+async def get_companion(companion_id: int) -> dict[str, Any]:
     return await companions.get(get_state().db, current_user(), companion_id)
 
 

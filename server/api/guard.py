@@ -122,6 +122,10 @@ def _refuse_nul_in_address() -> None:
     # Path parameters and query arguments reach file lookups and SQL, which refuse NUL with an exception.
     if "\x00" in request.path:
         raise BadRequest("invalid_path", "The address contains a NUL character.")
+    query = request.query_string
+    # A NUL reaches the arguments only as "%00" or as the raw byte: without either, they need no decoding here.
+    if b"%00" not in query and b"\x00" not in query:
+        return
     for key, values in request.args.lists():
         if "\x00" in key or any("\x00" in value for value in values):
             field = key.replace("\x00", "") or "query"
@@ -187,11 +191,19 @@ def install(app: Quart, settings: Settings) -> None:
             await _refuse_cross_origin(public_origin)
         _refuse_nul_in_address()
 
+    every_answer = tuple(
+        (name.lower(), name, value)
+        for name, value in (("Content-Security-Policy", page_policy), *STATIC_HEADERS.items())
+    )
+
     async def _headers(response: Response) -> Response:
-        # A route with its own policy (the API docs page) keeps it.
-        response.headers.setdefault("Content-Security-Policy", page_policy)
-        for name, value in STATIC_HEADERS.items():
-            response.headers.setdefault(name, value)
+        headers = response.headers
+        # One look at what the answer already has, rather than a scan of its headers for each of ours: a route
+        # with its own policy (the API docs page) keeps it.
+        present = {name.lower() for name in headers.keys()}
+        for key, name, value in every_answer:
+            if key not in present:
+                headers.add(name, value)
         return response
 
     app.before_request(_guard)

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, request
-from quart_schema import validate_querystring, validate_response
 
 from server import calls, lessons
 from server.api.auth import current_user, login_required
+from server.api.schema import json_response, validate_querystring
 from server.companions import CompanionList
 from server.lessons import LessonOut
 from server.state import get_state
@@ -25,14 +25,14 @@ class LimitQuery(BaseModel):
 @bp.get("/recent")
 @login_required
 @validate_querystring(LimitQuery)
-@validate_response(CompanionList)
-async def recent(query_args: LimitQuery) -> CompanionList:
+@json_response(CompanionList)
+async def recent(query_args: LimitQuery) -> dict[str, Any]:
     return await lessons.recent_companions(get_state().db, current_user(), query_args.limit)
 
 
 @bp.get("/<int:lesson_id>")
 @login_required
-@validate_response(LessonOut)
+@json_response(LessonOut)
 async def get_lesson(lesson_id: int) -> LessonOut:
     return await lessons.get(get_state().db, current_user(), lesson_id)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_response
 
 from server import accounts, companions, lessons
 from server.accounts import MeOut
 from server.api.auth import current_user, login_required
+from server.api.schema import json_response, validate_querystring
 from server.companions import CompanionList, CompanionPage
 from server.lessons import LessonList
 from server.state import get_state
@@ -27,7 +29,7 @@ class PageQuery(ListQuery):
 
 @bp.get("")
 @login_required
-@validate_response(MeOut)
+@json_response(MeOut)
 async def me() -> MeOut:
     state = get_state()
     return await accounts.me(state.db, state.settings, current_user().id)
@@ -36,22 +38,22 @@ async def me() -> MeOut:
 @bp.get("/companions")
 @login_required
 @validate_querystring(PageQuery)
-@validate_response(CompanionPage)
-async def my_companions(query_args: PageQuery) -> CompanionPage:
+@json_response(CompanionPage)
+async def my_companions(query_args: PageQuery) -> dict[str, Any]:
     return await companions.mine(get_state().db, current_user(), page=query_args.page, limit=query_args.limit)
 
 
 @bp.get("/lessons")
 @login_required
 @validate_querystring(ListQuery)
-@validate_response(LessonList)
-async def my_lessons(query_args: ListQuery) -> LessonList:
+@json_response(LessonList)
+async def my_lessons(query_args: ListQuery) -> dict[str, Any]:
     return await lessons.mine(get_state().db, current_user(), query_args.limit)
 
 
 @bp.get("/bookmarks")
 @login_required
 @validate_querystring(ListQuery)
-@validate_response(CompanionList)
-async def my_bookmarks(query_args: ListQuery) -> CompanionList:
+@json_response(CompanionList)
+async def my_bookmarks(query_args: ListQuery) -> dict[str, Any]:
     return await companions.bookmarked(get_state().db, current_user(), query_args.limit)

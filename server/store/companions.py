@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, exists, func, literal, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from server.store.models import Bookmark, Companion, Lesson, User
 
@@ -84,12 +86,15 @@ def _where(query: Select[Any], filters: CompanionFilter) -> Select[Any]:
     return query
 
 
-def _records_query() -> Select[Any]:
-    """The columns of a `CompanionRecord`, in its field order."""
+def record_columns() -> tuple[Any, ...]:
+    """The columns of a `CompanionRecord`, in its field order (`companions` joined to its author in `users`)."""
+    # Over an alias of `lessons`, so a query that also reads `lessons` (a learner's history) still counts every
+    # lesson of the companion here, not only that row.
+    counted = aliased(Lesson)
     lessons_count = (
-        select(func.count()).select_from(Lesson).where(Lesson.companion_id == Companion.id).scalar_subquery()
+        select(func.count()).select_from(counted).where(counted.companion_id == Companion.id).scalar_subquery()
     )
-    columns: tuple[Any, ...] = (
+    return (
         Companion.id,
         Companion.name,
         Companion.subject,
@@ -104,15 +109,18 @@ def _records_query() -> Select[Any]:
         User.name,
         lessons_count,
     )
-    return select(*columns).join(User, User.id == Companion.author_id)
 
 
-_RECORD_WIDTH = len(CompanionRecord.__slots__)
+def _records_query() -> Select[Any]:
+    return select(*record_columns()).join(User, User.id == Companion.author_id)
+
+
+RECORD_WIDTH = len(CompanionRecord.__slots__)
 
 
 def _records(result: Sequence[Any]) -> list[CompanionRecord]:
     # Rows may carry extra trailing columns (the viewer's flag, the page's total) after the record's own.
-    return [CompanionRecord(*r[:_RECORD_WIDTH]) for r in result]
+    return [CompanionRecord(*r[:RECORD_WIDTH]) for r in result]
 
 
 def _rows_query(viewer_id: int) -> Select[Any]:
@@ -121,7 +129,7 @@ def _rows_query(viewer_id: int) -> Select[Any]:
 
 
 def _rows(result: Sequence[Any]) -> list[CompanionRow]:
-    return [CompanionRow.of(record, bool(r[_RECORD_WIDTH])) for record, r in zip(_records(result), result, strict=True)]
+    return [CompanionRow.of(record, bool(r[RECORD_WIDTH])) for record, r in zip(_records(result), result, strict=True)]
 
 
 def _count(filters: CompanionFilter) -> Select[Any]:
@@ -164,7 +172,7 @@ def _by_ids(query: Select[Any], ids: Any, archived: bool) -> Select[Any]:
     return query if archived else query.where(IN_LIBRARY)
 
 
-# Built once, like _BOOKMARKED_AMONG below: with and without archived companions.
+# Built once, with and without archived companions: a statement reused keeps its compiled form in the cache.
 _RECORDS_BY_IDS = {
     archived: _by_ids(_records_query(), bindparam("ids", expanding=True), archived) for archived in (False, True)
 }
@@ -177,17 +185,24 @@ def records_by_ids(conn: Connection, ids: Sequence[int], *, archived: bool = Fal
     return {r.id: r for r in _records(conn.execute(_RECORDS_BY_IDS[archived], {"ids": list(ids)}).all())}
 
 
-# Built once: every list runs it, and a statement reused keeps its cache key instead of building one each time.
-_BOOKMARKED_AMONG = select(Bookmark.companion_id).where(
-    Bookmark.learner_id == bindparam("learner_id"), Bookmark.companion_id.in_(bindparam("ids", expanding=True))
-)
+@lru_cache(maxsize=128)
+def _bookmarked_among(count: int) -> Select[Any]:
+    # Built once for each number of ids (a page holds at most 100), with one parameter for each: every list
+    # request runs it, and an expanding IN would render its SQL anew on every run, which costs as much again as
+    # the rest of the statement.
+    ids: list[Any] = [bindparam(f"id_{i}") for i in range(count)]
+    return select(Bookmark.companion_id).where(
+        Bookmark.learner_id == bindparam("learner_id"), Bookmark.companion_id.in_(ids)
+    )
 
 
 def bookmarked_among(conn: Connection, learner_id: int, ids: Sequence[int]) -> set[int]:
     """Which of these companions the learner bookmarked (a read unit)."""
     if not ids:
         return set()
-    return set(conn.scalars(_BOOKMARKED_AMONG, {"learner_id": learner_id, "ids": list(ids)}))
+    params: dict[str, int] = {f"id_{i}": companion_id for i, companion_id in enumerate(ids)}
+    params["learner_id"] = learner_id
+    return set(conn.scalars(_bookmarked_among(len(ids)), params))
 
 
 def viewed(conn: Connection, viewer_id: int, records: Sequence[CompanionRecord]) -> list[CompanionRow]:

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store import companions as companion_store
-from server.store.models import Companion, Lesson, TranscriptEntry
+from server.store.models import Bookmark, Companion, Lesson, TranscriptEntry, User
 
 
 async def count_for_learner(session: AsyncSession, learner_id: int, since: datetime | None = None) -> int:
@@ -40,14 +40,6 @@ class LessonRecord:
 _LESSON_COLUMNS = tuple(getattr(Lesson, name) for name in LessonRecord.__slots__)
 
 
-def latest(conn: Connection, limit: int, learner_id: int | None = None) -> list[LessonRecord]:
-    """The latest lessons (of one learner), newest first (a read unit)."""
-    query = select(*_LESSON_COLUMNS).order_by(Lesson.started_at.desc(), Lesson.id.desc()).limit(limit)
-    if learner_id is not None:
-        query = query.where(Lesson.learner_id == learner_id)
-    return [LessonRecord(*row) for row in conn.execute(query)]
-
-
 def latest_companion_ids(conn: Connection, limit: int) -> list[int]:
     """Ids of the library companions of the latest lessons of all learners, newest first, each once (a read unit).
 
@@ -71,14 +63,36 @@ def latest_companions(conn: Connection, limit: int) -> list[companion_store.Comp
     return [records[i] for i in order if i in records]
 
 
+_LESSON_WIDTH = len(_LESSON_COLUMNS)
+_COMPANION_END = _LESSON_WIDTH + companion_store.RECORD_WIDTH
+
+# Built once, with its parameters bound at each call: a learner's history is one statement, each lesson with
+# its companion as it is now (archived ones too; none once erased) and the learner's own bookmark flag on it.
+_HISTORY = (
+    select(*_LESSON_COLUMNS, *companion_store.record_columns(), Bookmark.learner_id.is_not(None))
+    .select_from(Lesson)
+    .outerjoin(Companion, Companion.id == Lesson.companion_id)
+    .outerjoin(User, User.id == Companion.author_id)
+    .outerjoin(Bookmark, and_(Bookmark.companion_id == Companion.id, Bookmark.learner_id == Lesson.learner_id))
+    .where(Lesson.learner_id == bindparam("learner_id"))
+    .order_by(Lesson.started_at.desc(), Lesson.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
 def latest_with_companions(
     conn: Connection, learner_id: int, limit: int
 ) -> tuple[list[LessonRecord], dict[int, companion_store.CompanionRow]]:
     """The learner's latest lessons and their companions (archived ones too) as the learner sees them (a read unit)."""
-    lessons = latest(conn, limit, learner_id=learner_id)
-    ids = list({x.companion_id for x in lessons if x.companion_id is not None})
-    records = list(companion_store.records_by_ids(conn, ids, archived=True).values())
-    return lessons, {row.companion.id: row for row in companion_store.viewed(conn, learner_id, records)}
+    lessons: list[LessonRecord] = []
+    rows: dict[int, companion_store.CompanionRow] = {}
+    for r in conn.execute(_HISTORY, {"learner_id": learner_id, "limit": limit}):
+        lesson = LessonRecord(*r[:_LESSON_WIDTH])
+        lessons.append(lesson)
+        if r[_LESSON_WIDTH] is not None:  # the companion's id: NULL once it was erased
+            record = companion_store.CompanionRecord(*r[_LESSON_WIDTH:_COMPANION_END])
+            rows[record.id] = companion_store.CompanionRow.of(record, bool(r[_COMPANION_END]))
+    return lessons, rows
 
 
 async def get(session: AsyncSession, lesson_id: int) -> Lesson | None:

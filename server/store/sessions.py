@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import ServerSession, User
@@ -31,22 +32,32 @@ async def add(
     await session.flush()
 
 
-async def live(session: AsyncSession, session_id: str, now: datetime) -> SessionUser | None:
-    """The session and its user, unless it expired or the account is disabled: a primary-key lookup and a join."""
-    query = (
-        select(
-            ServerSession.id,
-            ServerSession.last_seen_at,
-            User.id,
-            User.email,
-            User.name,
-            User.plan,
-            User.is_admin,
-        )
-        .join(User, User.id == ServerSession.user_id)
-        .where(ServerSession.id == session_id, ServerSession.expires_at > now, User.disabled_at.is_(None))
+# Built once: every signed-in request runs it, and a statement reused keeps its compiled form in the cache.
+_LIVE = (
+    select(
+        ServerSession.id,
+        ServerSession.last_seen_at,
+        User.id,
+        User.email,
+        User.name,
+        User.plan,
+        User.is_admin,
     )
-    row = (await session.execute(query)).one_or_none()
+    .join(User, User.id == ServerSession.user_id)
+    .where(
+        ServerSession.id == bindparam("session_id"),
+        ServerSession.expires_at > bindparam("now"),
+        User.disabled_at.is_(None),
+    )
+)
+
+
+def live(conn: Connection, session_id: str, now: datetime) -> SessionUser | None:
+    """The session and its user, unless it expired or the account is disabled (a read unit, `Database.read_unit`).
+
+    A primary-key lookup and a join, read afresh on every request so that an ended session is refused at once.
+    """
+    row = conn.execute(_LIVE, {"session_id": session_id, "now": now}).one_or_none()
     return SessionUser(*row) if row is not None else None
 
 
