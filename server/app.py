@@ -151,13 +151,24 @@ def _register_metrics(app: Quart, registry: CollectorRegistry) -> None:
     async def _start_timer() -> None:
         g.started = time.perf_counter()
 
+    # Each (method, route, status)'s two series, looked up once: labels() takes the metric's lock and builds its
+    # key on every call, a cost every request paid. Routes, methods and statuses are few, so this stays small.
+    series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     @app.after_request
     async def _observe(response: Response) -> Response:
         started = g.get("started")
         if started is not None:
             rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            latency.labels(request.method, rule).observe(time.perf_counter() - started)
-            requests_total.labels(request.method, rule, str(response.status_code)).inc()
+            key = (request.method, rule, response.status_code)
+            found = series.get(key)
+            if found is None:
+                found = series[key] = (
+                    latency.labels(request.method, rule),
+                    requests_total.labels(request.method, rule, str(response.status_code)),
+                )
+            found[0].observe(time.perf_counter() - started)
+            found[1].inc()
         return response
 
 
