@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    # uvloop and httptools: about 40% less server CPU a request than hypercorn on asyncio (docs/benchmarks.md).
+    # uvloop and httptools: about 40% less server CPU a request than hypercorn on asyncio, measured with bench/api.py.
     # Lifespan on: Quart's before_serving and after_serving (which ends live lessons) run at start and stop.
     config = uvicorn.Config(
         app,
