@@ -128,6 +128,8 @@ class LanguageModel:
         self._monitor: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._warming: set[asyncio.Task[None]] = set()
+        # A custom GGUF's size against the bundled model's (cores_per_lesson).
+        self._size_scale: float | None = None
 
     @property
     def status(self) -> LLMStatus | None:
@@ -154,9 +156,12 @@ class LanguageModel:
         runtime = self._runtime
         if runtime is None or runtime.gpu_layers != 0:
             return 0.0
-        bundled = bundled_model_path()
-        scale = runtime.path.stat().st_size / bundled.stat().st_size if bundled is not None else 1.0
-        return BUNDLED_LLM_CORES_PER_LESSON * (1.0 if runtime.demo else scale)
+        if runtime.demo:
+            return BUNDLED_LLM_CORES_PER_LESSON
+        if self._size_scale is None:  # asked on every offer: the files are looked at once
+            bundled = bundled_model_path()
+            self._size_scale = runtime.path.stat().st_size / bundled.stat().st_size if bundled is not None else 1.0
+        return BUNDLED_LLM_CORES_PER_LESSON * self._size_scale
 
     async def start(self) -> LLMStatus:
         """Choose the provider and check it once (idempotent); starts the regular checks."""
