@@ -170,7 +170,7 @@ class LanguageModel:
         async with self._starting:
             if self._status is None:
                 self._status = await self._resolve()
-                self._log(self._status, first=True)
+                self._log(self._status)
                 if self._monitor is None:
                     self._wake = asyncio.Event()
                     self._monitor = asyncio.create_task(self._watch(), name="llm-health")
@@ -284,7 +284,7 @@ class LanguageModel:
         model = self._runtime.name if provider == "embedded" and self._runtime is not None else self._voice.llm.model
         return LLMStatus(available, provider, model, demo, detail, time.monotonic())
 
-    def _log(self, status: LLMStatus, *, first: bool = False) -> None:
+    def _log(self, status: LLMStatus) -> None:
         if status.available:
             (log.warning if status.demo else log.info)("voice: language model: %s", status.detail)
         else:
