@@ -144,7 +144,7 @@ async def seed(url: str, scale: Scale) -> Seeded:
                 "name": f"Learner {i}",
                 "password_hash": password_hash,
                 "plan": ("free", "core", "pro")[i % 3],
-                "is_admin": False,
+                "role": "learner",
                 "created_at": now - timedelta(days=400, minutes=i),
             }
             for i in range(scale.learners)
@@ -162,7 +162,7 @@ async def seed(url: str, scale: Scale) -> Seeded:
                         "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NAMES)} {i}",
                         "subject": subject,
                         "topic": f"{rng.choice(OPENERS)} {rng.choice(THEMES[subject])}",
-                        "voice": rng.choice(("male", "female")),
+                        "voice": "en_US-joe-medium",
                         "style": rng.choice(("formal", "casual")),
                         "duration": rng.randint(5, 60),
                         "author_id": rng.choice(user_ids),

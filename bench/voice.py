@@ -79,7 +79,7 @@ COMPANION = {
     "name": "River Rita",
     "subject": "geography",
     "topic": "the great rivers of the world",
-    "voice": "female",
+    "voice": "en_US-joe-medium",
     "style": "casual",
     "duration": 60,
 }
@@ -679,7 +679,12 @@ async def converse(
         turn.user_final = client.message_time(target.is_user_final, since=started)
         if llm is not None:
             until = first_audio if first_audio is not None else time.monotonic()
-            requests = [t for t in list(llm.request_times) if started <= t <= until]
+            # Streamed requests are the lesson's replies; the safety classifier's (not streamed) are left out.
+            requests = [
+                t
+                for body, t in zip(list(llm.requests), list(llm.request_times), strict=False)
+                if body.get("stream") and started <= t <= until
+            ]
             turn.llm_request = requests[-1] if requests else None
         results.append(turn)
         with contextlib.suppress(TimeoutError):

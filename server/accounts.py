@@ -4,29 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import plans, signin_throttle
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from server.settings import Settings
+from server.store import classes as class_store
 from server.store import companions as companion_store
 from server.store import lessons as lesson_store
+from server.store import school_settings as school_store
 from server.store import sessions as session_store
 from server.store import users as user_store
 from server.store.db import Database
 from server.store.models import User, utcnow
 from server.timeutil import as_utc
 
+log = logging.getLogger(__name__)
+
 _hasher = PasswordHasher()
 # A hash to verify against when the email is unknown, so sign-in takes as long either way.
 _DUMMY_HASH = _hasher.hash("not a real password")
+
+Role = Literal["learner", "teacher", "admin"]
+ROLES: tuple[str, ...] = ("learner", "teacher", "admin")
 
 DEFAULT_MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
@@ -34,13 +45,22 @@ MAX_PASSWORD_LENGTH = 256
 
 @dataclass(frozen=True)
 class CurrentUser:
-    """The signed-in learner, as the server session knows them."""
+    """The signed-in user, as the server session knows them."""
 
     id: int
     email: str
     name: str
     plan: str
-    is_admin: bool
+    role: str = "learner"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_teacher(self) -> bool:
+        """A teacher or an administrator: both may run classes."""
+        return self.role in ("teacher", "admin")
 
 
 class UsageCount(BaseModel):
@@ -63,18 +83,21 @@ class UserOut(BaseModel):
     email: str
     name: str
     plan: str
+    role: Role
     is_admin: bool
     sso: bool
     created_at: datetime
 
     def signed_in(self) -> CurrentUser:
         """The account as a session signs it in."""
-        return CurrentUser(self.id, self.email, self.name, self.plan, self.is_admin)
+        return CurrentUser(self.id, self.email, self.name, self.plan, self.role)
 
 
 class MeOut(UserOut):
     usage: Usage
     stats: Stats
+    # In a teacher's class: the page tells the learner their teacher can read their lessons.
+    in_class: bool = False
 
 
 def _out(user: User) -> UserOut:
@@ -83,14 +106,15 @@ def _out(user: User) -> UserOut:
         email=user.email,
         name=user.name,
         plan=user.plan,
-        is_admin=user.is_admin,
+        role=user.role,  # type: ignore[arg-type]
+        is_admin=user.role == "admin",
         sso=user.oidc_subject is not None,
         created_at=as_utc(user.created_at),
     )
 
 
 def current(user: User) -> CurrentUser:
-    return CurrentUser(id=user.id, email=user.email, name=user.name, plan=user.plan, is_admin=user.is_admin)
+    return CurrentUser(id=user.id, email=user.email, name=user.name, plan=user.plan, role=user.role)
 
 
 def normalize_email(email: str) -> str:
@@ -133,17 +157,18 @@ async def register(
     *,
     settings: Settings | None = None,
     plan: str | None = None,
-    is_admin: bool = False,
+    role: str = "learner",
     min_password_length: int | None = None,
+    then: Callable[[AsyncSession, UserOut], None] | None = None,
 ) -> UserOut:
-    """Create a local account with a password.
+    """Create a local account with a password; `then` runs in the creating transaction (the audit log's entry).
 
-    With `settings`, a learner is signing themself up: refused while the school has closed registration, on the
-    school's default plan and password rule. Without, an administrator creates the account (the command line),
-    which closed registration does not stop.
+    With `settings`, a learner is signing themself up: refused while the school has closed registration (the
+    administrator's page, else auth.allow_registration), on the school's default plan and password rule. Without,
+    an administrator creates the account (the command line), which closed registration does not stop.
     """
     if settings is not None:
-        if not settings.auth.allow_registration:
+        if not await registration_open(db, settings):
             raise Forbidden("registration_closed", "This school creates accounts for you; sign in with your school.")
         plan = plan or settings.plans.default_plan
         if min_password_length is None:
@@ -161,11 +186,23 @@ async def register(
                 name=name.strip(),
                 password_hash=password_hash,
                 plan=plan or "free",
-                is_admin=is_admin,
+                role=role,
             )
-            return _out(user)
+            out = _out(user)
+            if then is not None:
+                then(session, out)
+            return out
     except IntegrityError as exc:
         raise Conflict("email_taken", "An account with this email already exists.") from exc
+
+
+async def registration_open(db: Database, settings: Settings) -> bool:
+    """Whether anyone may sign up with a password: the administrator's choice, else the configured default.
+
+    Single sign-on creates accounts either way: the school's identity provider already says who belongs.
+    """
+    async with db.read() as session:
+        return await school_store.registration_open(session, settings.auth.allow_registration)
 
 
 async def _verify(stored: str | None, password: str) -> bool:
@@ -246,18 +283,31 @@ async def change_password(
     return ended
 
 
-async def set_disabled(db: Database, email: str, disabled: bool) -> tuple[UserOut, int]:
+async def find(session: AsyncSession, who: int | str, *, lock: bool = False) -> User:
+    """The account by id or by email (the command line names accounts by email), or 404 `user_not_found`."""
+    if isinstance(who, int):
+        user = await (user_store.lock if lock else user_store.by_id)(session, who)
+    else:
+        user = await user_store.by_email(session, normalize_email(who))
+    if user is None:
+        raise NotFound("user_not_found", f"no account with {'id' if isinstance(who, int) else 'email'} {who}")
+    return user
+
+
+async def apply_disabled(session: AsyncSession, user: User, disabled: bool) -> int:
+    """Turn the account off, ending its sessions in the caller's transaction, or back on; returns sessions ended."""
+    if not disabled:
+        await user_store.set_disabled_at(session, user, None)
+        return 0
+    await user_store.set_disabled_at(session, user, user.disabled_at or utcnow())
+    return await session_store.remove_for_user(session, user.id)
+
+
+async def set_disabled(db: Database, who: int | str, disabled: bool) -> tuple[UserOut, int]:
     """Turn an account off (its sessions end in the same transaction) or back on; returns it and sessions ended."""
     async with db.write() as session:
-        user = await user_store.by_email(session, normalize_email(email))
-        if user is None:
-            raise NotFound("user_not_found", f"no account with email {email}")
-        ended = 0
-        if disabled:
-            await user_store.set_disabled_at(session, user, user.disabled_at or utcnow())
-            ended = await session_store.remove_for_user(session, user.id)
-        else:
-            await user_store.set_disabled_at(session, user, None)
+        user = await find(session, who, lock=True)
+        ended = await apply_disabled(session, user, disabled)
         return _out(user), ended
 
 
@@ -270,8 +320,9 @@ async def sso_sign_in(
     name: str,
     plan: str | None,
     default_plan: str = "free",
+    role: str | None = None,
 ) -> CurrentUser:
-    """Find or create the account for an OIDC identity; a mapped plan claim updates the plan each sign-in."""
+    """Find or create the account for an OIDC identity; a mapped plan or role claim updates it each sign-in."""
     email = normalize_email(email) if email else f"{subject}@{urlsplit(issuer).hostname or 'sso'}"
     async with db.write() as session:
         user = await user_store.by_oidc(session, issuer, subject)
@@ -291,21 +342,38 @@ async def sso_sign_in(
                     oidc_issuer=issuer,
                     oidc_subject=subject,
                     plan=plan or default_plan,
+                    role=role or "learner",
                 )
         _refuse_disabled(user)
         if plan is not None and user.plan != plan:
             await user_store.set_plan(session, user, plan)
+        if role is not None and user.role != role:
+            await _apply_sso_role(session, user, role)
         return current(user)
 
 
-async def set_plan(db: Database, email: str, plan: str) -> UserOut:
+async def _apply_sso_role(session: AsyncSession, user: User, role: str) -> None:
+    if user.role == "admin":
+        # The provider may not know who runs the server: its claim never takes the school's last administrator.
+        others = [a for a in await user_store.lock_admins(session) if a.id != user.id and a.disabled_at is None]
+        if not others:
+            log.warning("sso: %s stays an administrator (the last one) though the role claim says %s", user.email, role)
+            return
+    log.info("sso: %s is now %s (role claim)", user.email, role)
+    await user_store.set_role(session, user, role)
+
+
+async def apply_plan(session: AsyncSession, user: User, plan: str) -> None:
+    """Move the account to another plan in the caller's transaction."""
     if plan not in plans.PLANS:
         raise BadRequest("invalid_plan", f"plan must be one of {', '.join(plans.PLANS)}")
+    await user_store.set_plan(session, user, plan)
+
+
+async def set_plan(db: Database, who: int | str, plan: str) -> UserOut:
     async with db.write() as session:
-        user = await user_store.by_email(session, normalize_email(email))
-        if user is None:
-            raise NotFound("user_not_found", f"no account with email {email}")
-        await user_store.set_plan(session, user, plan)
+        user = await find(session, who, lock=True)
+        await apply_plan(session, user, plan)
         return _out(user)
 
 
@@ -323,6 +391,7 @@ async def me(db: Database, settings: Settings, user_id: int) -> MeOut:
         companions_used = await companion_store.count_by_author(session, user_id)
         lessons_in_period = await lesson_store.count_for_learner(session, user_id, since)
         lessons_done = lessons_in_period if since is None else await lesson_store.count_for_learner(session, user_id)
+        in_class = bool(await class_store.learner_class_ids(session, user_id))
     companion_limit, lesson_limit = plans.limits_for(settings, user.plan)
     return MeOut(
         **_out(user).model_dump(),
@@ -331,4 +400,5 @@ async def me(db: Database, settings: Settings, user_id: int) -> MeOut:
             lessons=UsageCount(used=lessons_in_period, limit=lesson_limit),
         ),
         stats=Stats(companions_built=companions_used, lessons_done=lessons_done),
+        in_class=in_class,
     )

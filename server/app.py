@@ -16,7 +16,7 @@ from quart_schema.validation import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter, Map
 
-from server import instances
+from server import instances, retention, safety
 from server.api import guard
 from server.errors import AppError, BadRequest
 from server.settings import Settings
@@ -201,11 +201,15 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     registry = CollectorRegistry()
     state = AppState(settings=settings, db=db, metrics=registry)
     app.extensions[STATE_KEY] = state
+    # Screens every utterance of the local pipeline's lessons; its classifier is the voice service's model.
+    screening = state.extras[safety.EXTRAS_KEY] = safety.Safety(
+        settings, db, language_model=lambda: state.voice.language_model if state.voice is not None else None
+    )
     if settings.voice.backend == "local":
         from server.lesson_recorder import stored_lessons
         from server.pipeline.service import VoiceService
 
-        state.voice = VoiceService(settings, stored_lessons(db))
+        state.voice = VoiceService(settings, stored_lessons(db, screening))
 
     _register_errors(app)
     if settings.observability.metrics:
@@ -221,9 +225,14 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     # After the metrics hooks, so refused requests are counted too; before every route and blueprint hook.
     guard.install(app, settings)
 
-    from server.api import auth, companions, lessons, me, sso, system, vapi, voice, web
+    from server.api import admin, auth, classes, companions, lessons, me, sso, system, vapi, voice, voices, web
+    from server.api import safety as safety_routes
 
-    blueprints = (system.bp, auth.bp, sso.bp, companions.bp, lessons.bp, me.bp, voice.bp, vapi.bp, web.bp)
+    blueprints = [system.bp, auth.bp, sso.bp, companions.bp, lessons.bp, me.bp, voice.bp, voices.bp, vapi.bp]
+    # The school console: teachers' classes, administration, safety flags and alerts.
+    blueprints += [classes.bp, admin.bp, safety_routes.bp]
+    # Last: the page's catch-all.
+    blueprints.append(web.bp)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
@@ -234,13 +243,21 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
         # Registers this process and ends lessons that a dead one left open.
         keeper = state.extras[instances.EXTRAS_KEY] = instances.InstanceKeeper(db, settings.server.heartbeat_secs)
         await keeper.start()
+        # Deletes transcripts older than the school's retention days, every retention.interval_secs.
+        pruner = state.extras[retention.EXTRAS_KEY] = retention.RetentionKeeper(db, settings)
+        pruner.start()
         if state.voice is not None and getattr(settings.voice, "preload", True):
             await state.voice.start()
 
     @app.after_serving
     async def _shutdown() -> None:
+        pruner = state.extras.pop(retention.EXTRAS_KEY, None)
+        if pruner is not None:
+            await pruner.stop()
         if state.voice is not None:
             await state.voice.close()
+        # After the lessons ended: stores their last screening results, then stops sending alerts.
+        await screening.close()
         # After the voice service ended its live lessons: ends the ones it never ran (no offer came).
         keeper = state.extras.pop(instances.EXTRAS_KEY, None)
         if keeper is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server import voices
 from server.errors import ServiceUnavailable
 from server.lesson_brief import brief_lesson
 from server.lessons import LiveLesson
@@ -32,14 +33,15 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
     """
     companion = live.companion
     brief = brief_lesson(settings, live)
-    slot = f"{brief.voice}.{brief.style}"
+    # The companion's voice (or, for a legacy "male"/"female", the one its voice x style entry names).
+    spoken, _ = voices.catalogue(settings).speaking(brief.voice, brief.style)
     hosted = settings.voice.backend == "vapi"
     if hosted:
         vapi = settings.vapi
-        voice_id = vapi.voices.get(slot)
+        voice_id = spoken.provider_voice
         if not voice_id:
             raise ServiceUnavailable(
-                "vapi_voice_missing", f'No Vapi voice is configured for "{slot}": set vapi.voices."{slot}".'
+                "vapi_voice_missing", "No Vapi voice is configured: set vapi.voices in config.toml."
             )
         transcriber = {
             "provider": vapi.transcriber_provider,
@@ -55,11 +57,7 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
             "model": stt.model or ("tiny.en" if stt.provider == "whisper" else "whisper-1"),
             "language": stt.language,
         }
-        local_voice = tts.voices.get(slot)
-        voice = {
-            "provider": tts.provider,
-            "voiceId": local_voice.voice if local_voice else "en_US-joe-medium",
-        }
+        voice = {"provider": tts.provider, "voiceId": spoken.provider_voice}
         model = {"provider": "openai-compatible", "model": llm.model}
     model["messages"] = [{"role": "system", "content": brief.system_prompt}]
     assistant: dict[str, Any] = {

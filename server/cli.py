@@ -113,10 +113,12 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
             password,
             args.name,
             plan=args.plan,
-            is_admin=args.admin,
+            role="admin" if args.admin else args.role,
             min_password_length=settings.auth.min_password_length,
         )
-        print(f"created {user.email} (id {user.id}, plan {user.plan}{', admin' if user.is_admin else ''})")
+        print(
+            f"created {user.email} (id {user.id}, plan {user.plan}{', ' + user.role if user.role != 'learner' else ''})"
+        )
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -155,7 +157,7 @@ def cmd_users_list(_args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Any) -> int:
         for user in await accounts.list_users(db):
             fields = [str(user.id), user.email, user.name, user.plan, "sso" if user.sso else "local"]
-            print("\t".join([*fields, "admin"] if user.is_admin else fields))
+            print("\t".join([*fields, user.role] if user.role != "learner" else fields))
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -230,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--password", help="default: $TUTOR_NEW_PASSWORD, else asked for")
     create.add_argument("--plan", choices=("free", "core", "pro"), default="free")
-    create.add_argument("--admin", action="store_true")
+    create.add_argument("--role", choices=("learner", "teacher", "admin"), default="learner")
+    create.add_argument("--admin", action="store_true", help="the same as --role admin")
     create.set_defaults(func=cmd_users_create)
     set_plan = users.add_parser("set-plan", help="move a learner to another plan")
     set_plan.add_argument("email")

@@ -7,7 +7,7 @@ while every lesson keeps it. Only a companion no one has used is erased.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +21,7 @@ from server.store import users as user_store
 from server.store.db import Database
 from server.store.models import Companion
 from server.timeutil import as_utc
+from server.voices import MAX_VOICE_ID, Catalogue, catalogue
 
 SUBJECTS = (
     "maths",
@@ -34,7 +35,8 @@ SUBJECTS = (
     "business",
 )
 Subject = Literal["maths", "language", "science", "history", "coding", "geography", "economics", "finance", "business"]
-Voice = Literal["male", "female"]
+# An installed voice's id ("en_US-joe-medium"), checked against the server's voices when a companion is saved.
+Voice = Annotated[str, Field(min_length=1, max_length=MAX_VOICE_ID)]
 Style = Literal["formal", "casual"]
 Sort = Literal["recent", "popular", "name"]
 
@@ -129,8 +131,15 @@ def to_out(row: store.CompanionRow, viewer_id: int) -> CompanionOut:
     return CompanionOut.model_validate(view(row, viewer_id))
 
 
-async def create(db: Database, settings: Settings, user: CurrentUser, data: CompanionIn) -> CompanionOut:
-    """Create a companion unless the author's plan is full; the count and insert share one locked transaction."""
+async def create(
+    db: Database, settings: Settings, user: CurrentUser, data: CompanionIn, voices: Catalogue | None = None
+) -> CompanionOut:
+    """Create a companion unless the author's plan is full; the count and insert share one locked transaction.
+
+    Its voice must be one this server has (`voices`, the process's; read now when not given): a companion never
+    promises a voice it cannot speak with.
+    """
+    (voices or catalogue(settings)).check(data.voice)
     async with db.write() as session:
         author = await user_store.lock(session, user.id)
         if author is None:
@@ -157,9 +166,13 @@ async def list_page(
     limit: int,
     sort: str = "recent",
     author_id: int | None = None,
+    taught: bool = False,
 ) -> dict[str, Any]:
-    """One page of the library as `CompanionPage` shows it (a plain dict, like `view`)."""
-    filters = store.CompanionFilter(subject=subject or None, topic=(topic or "").strip() or None, author_id=author_id)
+    """One page of the library as `CompanionPage` shows it (a plain dict, like `view`); `taught`: only companions
+    that have had lessons."""
+    filters = store.CompanionFilter(
+        subject=subject or None, topic=(topic or "").strip() or None, author_id=author_id, taught=taught
+    )
     offset = (page - 1) * limit
 
     async def read_page() -> tuple[list[store.CompanionRecord], int]:
@@ -198,7 +211,11 @@ async def _own(session: AsyncSession, user: CurrentUser, companion_id: int) -> C
     return companion
 
 
-async def update(db: Database, user: CurrentUser, companion_id: int, patch: CompanionPatch) -> CompanionOut:
+async def update(
+    db: Database, user: CurrentUser, companion_id: int, patch: CompanionPatch, voices: Catalogue
+) -> CompanionOut:
+    if patch.voice is not None:
+        voices.check(patch.voice)
     async with db.write() as session:
         companion = await _own(session, user, companion_id)
         # A field sent as null is left as it is: every column is required.

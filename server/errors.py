@@ -51,6 +51,11 @@ class Conflict(AppError):
     default_code = "conflict"
 
 
+class Gone(AppError):
+    status = 410
+    default_code = "gone"
+
+
 class ServiceUnavailable(AppError):
     status = 503
     default_code = "unavailable"

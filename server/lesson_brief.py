@@ -25,6 +25,10 @@ class LessonBrief:
     # The lesson's whole length: the companion's duration, within voice.max_lesson_secs.
     max_secs: float
     started_at: datetime
+    # Safety screening (server/safety.py): said instead of a flagged tutor reply, and to a learner who says
+    # something flagged high.
+    redirect: str = ""
+    support: str = ""
 
     def seconds_left(self, now: datetime | None = None) -> float:
         """What is left of the lesson: its clock runs from when it started, so a reconnect (a reload, another
@@ -56,4 +60,6 @@ def brief_lesson(settings: Settings, live: LiveLesson) -> LessonBrief:
         style=companion.style,
         max_secs=lesson_length_secs(settings, companion.duration),
         started_at=as_utc(live.started_at),
+        redirect=settings.safety.redirect_message.format(**fields),
+        support=settings.safety.support_message,
     )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import plans
 from server.accounts import CurrentUser
@@ -191,13 +192,28 @@ async def recent_companions(db: Database, user: CurrentUser, limit: int) -> dict
 async def get(db: Database, user: CurrentUser, lesson_id: int) -> LessonOut:
     """A lesson with its transcript; other learners' lessons are reported as absent."""
     async with db.read() as session:
-        lesson = await store.get(session, lesson_id)
-        if lesson is None or lesson.learner_id != user.id:
-            raise NotFound("lesson_not_found", "No lesson with that id.")
-        ids = [] if lesson.companion_id is None else [lesson.companion_id]
-        rows = await companion_store.rows_by_ids(session, user.id, ids, archived=True)
-        transcript = await store.transcript(session, lesson_id)
-    return _lesson_out(lesson, _lesson_companion(lesson, rows, user.id), transcript)
+        found = await lesson_for_reader(session, user, lesson_id)
+    if found is None or found[1] != user.id:
+        raise NotFound("lesson_not_found", "No lesson with that id.")
+    return found[0]
+
+
+async def lesson_for_reader(session: AsyncSession, reader: CurrentUser, lesson_id: int) -> tuple[LessonOut, int] | None:
+    """Any lesson with its transcript and its learner's id, its companion as `reader` sees it; the caller decides
+    whether `reader` may see it (its learner, or their teacher: server/classes.py)."""
+    lesson = await store.get(session, lesson_id)
+    if lesson is None:
+        return None
+    ids = [] if lesson.companion_id is None else [lesson.companion_id]
+    rows = await companion_store.rows_by_ids(session, reader.id, ids, archived=True)
+    transcript = await store.transcript(session, lesson_id)
+    return _lesson_out(lesson, _lesson_companion(lesson, rows, reader.id), transcript), lesson.learner_id
+
+
+async def lessons_for_reader(db: Database, reader: CurrentUser, learner_id: int, limit: int) -> list[dict[str, Any]]:
+    """A learner's latest lessons (no transcripts) as `LessonOut` shows them, for a reader allowed to see them."""
+    found, rows = await db.read_unit(lambda conn: store.latest_with_companions(conn, learner_id, limit))
+    return [_lesson_view(x, _lesson_companion(x, rows, reader.id)) for x in found]
 
 
 async def _live_lesson(db: Database, lesson_id: int, learner_id: int | None) -> LiveLesson:

@@ -91,7 +91,7 @@ async def resolve(db: Database, settings: Settings, token: str) -> Resolved | No
     if refreshed:
         async with db.write() as session:
             await session_store.touch(session, sid, now, now + _lifetime(settings))
-    user = CurrentUser(found.user_id, found.email, found.name, found.plan, found.is_admin)
+    user = CurrentUser(found.user_id, found.email, found.name, found.plan, found.role)
     return Resolved(user=user, session_id=sid, refreshed=refreshed)
 
 

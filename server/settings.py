@@ -259,6 +259,9 @@ class SSOSettings(_Section):
     # A claim in the ID token (e.g. "groups") whose values map to plans through plan_map.
     plan_claim: str = ""
     plan_map: dict[str, Literal["free", "core", "pro"]] = Field(default_factory=dict)
+    # The same for roles: a claim whose values map to roles through role_map (the highest mapped role wins).
+    role_claim: str = ""
+    role_map: dict[str, Literal["learner", "teacher", "admin"]] = Field(default_factory=dict)
 
 
 class ThrottleSettings(_Section):
@@ -307,6 +310,19 @@ class PlansSettings(_Section):
     pro: PlanLimits = Field(default_factory=lambda: PlanLimits(companions="unlimited", lessons="unlimited"))
 
 
+class ClassesSettings(_Section):
+    # How long a class's join code works; a teacher can issue a new one at any time. 0 = it never expires.
+    join_code_days: int = Field(default=14, ge=0, le=3650)
+
+
+class RetentionSettings(_Section):
+    # Transcripts of lessons started more than this many days ago are deleted by the server (0 = kept for good);
+    # an administrator can change it in the page, which then wins over this default.
+    days: int = Field(default=0, ge=0, le=36500)
+    # How often each server process deletes them.
+    interval_secs: float = Field(default=3600, gt=0, le=7 * 86400)
+
+
 class VapiSettings(_Section):
     public_key: str = ""
     private_key: SecretStr | None = None
@@ -338,6 +354,141 @@ class ObservabilitySettings(_Section):
     metrics_token: SecretStr | None = None
 
 
+Severity = Literal["low", "medium", "high"]
+
+
+class SafetyCategory(_Section):
+    """One kind of harm the local check looks for (server/safety.py), and how bad a match is."""
+
+    severity: Severity = "high"
+    # Words and phrases, matched as whole words whatever their case; a space also matches a hyphen, and an
+    # apostrophe may be left out ("youre" matches "you're").
+    words: list[str] = Field(default_factory=list)
+    # Regular expressions (Python's syntax), matched case-insensitively; (?-i:...) makes a part case-sensitive.
+    patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        import re
+
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+        return patterns
+
+
+def _default_safety_categories() -> dict[str, SafetyCategory]:
+    # Chosen for a tutor that talks with children: first-person and directed phrases rather than single words,
+    # so "the cell kills bacteria" or "Cleopatra's death" in a lesson is not a flag (tests/test_safety.py).
+    # fmt: off
+    return {
+        "self_harm": SafetyCategory(
+            words=[
+                "kill myself", "killing myself", "kill my self", "end my life", "ending my life",
+                "take my own life", "want to die", "wanna die", "want to be dead", "wish I was dead",
+                "wish I were dead", "better off dead", "hurt myself", "hurting myself", "harm myself",
+                "harming myself", "cut myself", "cutting myself", "self harm", "suicidal",
+                "want to commit suicide", "going to commit suicide", "thinking about suicide",
+                "no reason to live", "don't want to live", "do not want to live", "don't want to be alive",
+                "kill yourself", "hurt yourself", "you should die",
+            ],
+        ),
+        "abuse": SafetyCategory(
+            words=[
+                "you are stupid", "you're stupid", "you are worthless", "you're worthless", "you are useless",
+                "you're useless", "you are an idiot", "you're an idiot", "nobody likes you", "no one likes you",
+                "everyone hates you", "I hate you", "I will kill you", "I'll kill you", "I'm going to kill you",
+                "our little secret", "don't tell your parents", "do not tell your parents",
+                "don't tell your teacher", "do not tell your teacher",
+            ],
+            # A learner telling of someone hurting them: "my stepdad hits me", "he touched me".
+            patterns=[
+                r"\b(?:my|he|she|they)\b(?:\s+[\w']+){0,3}?\s+"
+                r"(?:hits|hit|beats|beat|kicks|kicked|punches|punched|hurts|hurt|touches|touched)\s+me\b"
+            ],
+        ),
+        "sexual": SafetyCategory(
+            words=[
+                "porn", "porno", "pornography", "nudes", "send nudes", "sexy", "have sex", "having sex",
+                "had sex", "blowjob", "masturbate", "masturbating", "horny", "take off your clothes",
+                "take your clothes off", "send me a picture of you", "send me a photo of you",
+                "send me a picture of yourself", "send me a photo of yourself",
+            ],
+        ),
+        "personal_data": SafetyCategory(
+            severity="medium",
+            words=[
+                "my phone number is", "my address is", "my home address is", "what's your address",
+                "what is your address", "what's your home address", "what is your home address",
+                "where do you live", "what's your phone number", "what is your phone number",
+            ],
+            patterns=[
+                # Phone numbers: 555-123-4567, (555) 123 4567, 07700 900123, +44 7700 900123.
+                r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,5}\)|\d{2,5})(?:[\s.-]?\d{3,4}){2}(?!\w)",
+                # E-mail addresses, written or as speech-to-text writes them ("ann at school dot org").
+                r"[\w.+-]@[\w-]+(?:\.[\w-]+)+",
+                r"\b\w+ at \w+ dot (?:com|org|net|edu|gov|co|uk|ac)\b",
+                # Street addresses: a house number, a capitalised name, a street word ("42 Baker Street").
+                r"\b\d{1,5}[A-Za-z]?\s+(?-i:(?:[A-Z][\w'.-]*\s+){1,3}"
+                r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Court|Ct|Boulevard|Blvd|Way|Close|Place|"
+                r"Terrace|Crescent|Grove|Gardens))\b",
+            ],
+        ),
+    }
+    # fmt: on
+
+
+class SafetySettings(_Section):
+    """Screening of every final utterance in a lesson (server/safety.py, server/pipeline/screening.py)."""
+
+    enabled: bool = True
+    # After the local check, off the audio path: "model" asks the configured language model to classify each
+    # utterance the local lists let through (only an OpenAI-compatible endpoint that answers: the embedded model
+    # would take the lessons' cores); "off" keeps to the local check. A moderation_url wins over both.
+    classifier: Literal["model", "off"] = "model"
+    # An OpenAI-compatible API with /moderations (e.g. "https://api.openai.com/v1"); empty = not used.
+    moderation_url: str = ""
+    moderation_model: str = "omni-moderation-latest"
+    moderation_api_key: SecretStr | None = None
+    # A classification taking longer is given up (logged); the utterance keeps its local verdict.
+    classifier_timeout_secs: float = Field(default=10.0, gt=0, le=120)
+    # Said instead of a tutor reply the local check flags; {topic}, {subject} and {name} come from the companion.
+    redirect_message: str = "Let's get back to our lesson on {topic}."
+    # Said instead of a reply when a learner says something flagged high (self-harm, abuse): set the school's own
+    # contacts here.
+    support_message: str = (
+        "I'm really glad you told me, and I care about how you feel. "
+        "Please tell a trusted adult, like your teacher or a parent, right now. "
+        "If you are in danger, call the emergency number where you live straight away."
+    )
+    categories: dict[str, SafetyCategory] = Field(default_factory=_default_safety_categories)
+
+
+class AlertSettings(_Section):
+    """Where high-severity safety flags are sent besides the console (server/alerts.py)."""
+
+    # E-mail to the learner's teachers and the administrators; empty smtp_host = no e-mail.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    mail_from: str = "tutor@localhost"
+    # Addresses that get every alert too (a safeguarding lead).
+    extra_recipients: list[str] = Field(default_factory=list)
+    # An HTTP endpoint that gets each alert as JSON (a chat or ticketing system's webhook); empty = none.
+    webhook_url: str = ""
+    webhook_token: SecretStr | None = None
+    timeout_secs: float = Field(default=10.0, gt=0, le=120)
+    # A failed delivery is tried again after retry_secs, then twice as long each time up to max_retry_secs.
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    retry_secs: float = Field(default=5.0, gt=0)
+    max_retry_secs: float = Field(default=600.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings()` is the defaults alone; `load_settings` adds a file and an environment."""
 
@@ -354,9 +505,13 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     plans: PlansSettings = PlansSettings()
+    classes: ClassesSettings = ClassesSettings()
+    retention: RetentionSettings = RetentionSettings()
     voice: VoiceSettings = VoiceSettings()
     vapi: VapiSettings = VapiSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    safety: SafetySettings = SafetySettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def database_url(self) -> str:

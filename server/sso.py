@@ -1,4 +1,5 @@
-"""OpenID Connect single sign-on: discovery, the code exchange, the ID token's checks and the plan its claims map to.
+"""OpenID Connect single sign-on: discovery, the code exchange, the ID token's checks and the plan and role its claims
+map to.
 
 The flow is the authorization-code flow with a `state` (bound to the browser by the route's cookie), a `nonce`
 (bound into the ID token) and PKCE (S256). authlib's httpx client builds the authorization URL and exchanges
@@ -13,7 +14,7 @@ rotation needs no restart. Every failure is an `SSOFailure` whose `code` is what
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from server import accounts
+from server.accounts import ROLES
 from server.errors import Conflict, Forbidden, NotFound
 from server.plans import PLANS
 from server.settings import Settings, SSOSettings
@@ -233,7 +235,11 @@ async def _with_userinfo(
     sso: SSOSettings, client: Any, metadata: Mapping[str, Any], claims: dict[str, Any]
 ) -> dict[str, Any]:
     """Fill claims the ID token left out (many providers keep email and groups for the userinfo endpoint)."""
-    missing = "email" not in claims or (sso.plan_claim and _claim(claims, sso.plan_claim) is None)
+    missing = (
+        "email" not in claims
+        or (sso.plan_claim and _claim(claims, sso.plan_claim) is None)
+        or (sso.role_claim and _claim(claims, sso.role_claim) is None)
+    )
     endpoint = metadata.get("userinfo_endpoint")
     if not missing or not isinstance(endpoint, str) or not endpoint or client.token is None:
         return claims
@@ -260,16 +266,25 @@ def _claim(claims: Mapping[str, Any], name: str) -> Any:
     return node
 
 
+def _highest(claims: Mapping[str, Any], claim: str, mapping: Mapping[str, str], order: Sequence[str]) -> str | None:
+    """The highest (by `order`) of what the claim's values map to; None when nothing maps."""
+    if not claim or not mapping:
+        return None
+    raw = _claim(claims, claim)
+    values = [raw] if isinstance(raw, str) else [v for v in raw if isinstance(v, str)] if isinstance(raw, list) else []
+    mapped = [mapping[value] for value in values if value in mapping]
+    return max(mapped, key=order.index) if mapped else None
+
+
 def plan_from_claims(sso: SSOSettings, claims: Mapping[str, Any]) -> str | None:
     """The highest plan the claim's values map to; None when nothing maps (the plan stays as it is)."""
-    if not sso.plan_claim or not sso.plan_map:
-        return None
-    raw = _claim(claims, sso.plan_claim)
-    values = [raw] if isinstance(raw, str) else [v for v in raw if isinstance(v, str)] if isinstance(raw, list) else []
-    mapped = [sso.plan_map[value] for value in values if value in sso.plan_map]
-    if not mapped:
-        return None
-    return max(mapped, key=PLANS.index)
+    return _highest(claims, sso.plan_claim, sso.plan_map, PLANS)
+
+
+def role_from_claims(sso: SSOSettings, claims: Mapping[str, Any]) -> str | None:
+    """The highest role (learner < teacher < admin) the claim's values map to; None when nothing maps (the role
+    stays as it is, so one set in the administrator's page holds)."""
+    return _highest(claims, sso.role_claim, sso.role_map, ROLES)
 
 
 def _identity(claims: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -341,6 +356,7 @@ async def complete(
             name=name,
             plan=plan_from_claims(sso, claims),
             default_plan=settings.plans.default_plan,
+            role=role_from_claims(sso, claims),
         )
     except Conflict as exc:
         raise SSOFailure("sso_email_taken", exc.message) from exc

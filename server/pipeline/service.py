@@ -72,6 +72,12 @@ class VoiceService:
     def started(self) -> bool:
         return self._models is not None
 
+    async def shared_models(self) -> SharedModels:
+        """The models every lesson shares, loaded first if nobody has: for work beside the lessons (previews)."""
+        await self.start()
+        assert self._models is not None
+        return self._models
+
     async def start(self) -> None:
         """Load every model once, off the event loop (idempotent; offer() calls it if nobody did)."""
         await self.language_model.start()

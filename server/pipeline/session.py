@@ -106,6 +106,7 @@ class LessonSession:
             on_stage_error=self._on_stage_error,
             on_speech=self.on_speech,
             on_caption=lambda text: self.send(transcript_message("assistant", text, final=False)),
+            screening=self._recorder.screening,
         )
         model = self._language_model
         built = build_lesson_pipeline(

@@ -21,7 +21,7 @@ from server.pipeline.llm_client import NO_API_KEY, openai_client
 from server.pipeline.models import ModelError
 from server.pipeline.stt import SharedWhisperSTTService, WhisperOptions
 from server.pipeline.tts import SharedPiperTTSService
-from server.settings import TTSVoice
+from server.voices import hosted_catalogue
 
 if TYPE_CHECKING:
     from server.pipeline.models import SharedModels
@@ -94,13 +94,13 @@ def make_tts(
         )
     if tts.provider == "openai":
         # With a hosted provider the voices table names the provider's voices (e.g. "alloy"), not piper models.
-        slot = tts.voices.get(f"{voice}.{style}") or TTSVoice()
+        spoken, length_scale = hosted_catalogue(tts).speaking(voice, style)
         return HostedTTSService(
             client=openai_client(tts.base_url, tts.api_key, tts.timeout_secs, tts.max_retries),
             base_url=tts.base_url,
             model=tts.model,
-            voice=slot.voice,
-            speed=round(1.0 / slot.length_scale, 3),
+            voice=spoken.provider_voice,
+            speed=round(1.0 / length_scale, 3),
             on_error=on_error,
         )
     raise ValueError(f"unknown voice.tts.provider {tts.provider!r}")

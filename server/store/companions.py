@@ -25,6 +25,8 @@ class CompanionFilter:
     subject: str | None = None
     topic: str | None = None
     author_id: int | None = None
+    # Only companions that have had at least one lesson (home's "Popular": a companion nobody used is not).
+    taught: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ def _where(query: Select[Any], filters: CompanionFilter) -> Select[Any]:
         query = query.where(Companion.subject == filters.subject)
     if filters.author_id is not None:
         query = query.where(Companion.author_id == filters.author_id)
+    if filters.taught:
+        query = query.where(exists().where(Lesson.companion_id == Companion.id))
     if filters.topic:
         pattern = f"%{escape_like(filters.topic.lower())}%"
         query = query.where(

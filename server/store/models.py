@@ -1,4 +1,5 @@
-"""The tables: users, companions, lessons with their transcripts, bookmarks, and the running server instances."""
+"""The tables: users, companions, lessons with their transcripts, bookmarks, running server instances, and the school's
+classes, safety flags, alerts, audit log and settings."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -46,6 +46,7 @@ class User(Base):
     __table_args__ = (
         UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc"),
         CheckConstraint("plan IN ('free', 'core', 'pro')", name="plan"),
+        CheckConstraint("role IN ('learner', 'teacher', 'admin')", name="role"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -55,7 +56,8 @@ class User(Base):
     oidc_issuer: Mapped[str | None] = mapped_column(String(500))
     oidc_subject: Mapped[str | None] = mapped_column(String(255))
     plan: Mapped[str] = mapped_column(String(10), default="free")
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # learner, teacher (runs classes) or admin (runs the school).
+    role: Mapped[str] = mapped_column(String(16), default="learner")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Set by an administrator (`tutor users disable`): the account can neither sign in nor use a session.
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -65,7 +67,6 @@ class Companion(Base):
     __tablename__ = "companions"
     __table_args__ = (
         CheckConstraint("duration BETWEEN 1 AND 120", name="duration"),
-        CheckConstraint("voice IN ('male', 'female')", name="voice"),
         CheckConstraint("style IN ('formal', 'casual')", name="style"),
         # The library lists newest first, optionally within one subject; topic and name ride in the subject
         # index so counting a subject's search matches reads the index alone. The library leaves archived
@@ -79,7 +80,8 @@ class Companion(Base):
     name: Mapped[str] = mapped_column(String(100))
     subject: Mapped[str] = mapped_column(String(20))
     topic: Mapped[str] = mapped_column(String(200))
-    voice: Mapped[str] = mapped_column(String(10))
+    # An installed voice's name (e.g. "en_US-joe-medium"); "male"/"female" in companions made before 0006.
+    voice: Mapped[str] = mapped_column(String(64))
     style: Mapped[str] = mapped_column(String(10))
     duration: Mapped[int] = mapped_column(Integer)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -198,3 +200,96 @@ class SignInFailure(Base):
     # How many locks in a row this key has earned; each lasts twice the one before, up to the cap.
     lockouts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SchoolClass(Base):
+    """A teacher's class: learners join it with its code, and its companions show first for them."""
+
+    __tablename__ = "school_classes"
+    __table_args__ = (Index("ix_school_classes_teacher", "teacher_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    teacher_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    join_code: Mapped[str] = mapped_column(String(16), unique=True)
+    join_code_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ClassMember(Base):
+    __tablename__ = "class_members"
+    __table_args__ = (Index("ix_class_members_learner", "learner_id"),)
+
+    class_id: Mapped[int] = mapped_column(ForeignKey("school_classes.id", ondelete="CASCADE"), primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ClassCompanion(Base):
+    __tablename__ = "class_companions"
+
+    class_id: Mapped[int] = mapped_column(ForeignKey("school_classes.id", ondelete="CASCADE"), primary_key=True)
+    companion_id: Mapped[int] = mapped_column(ForeignKey("companions.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SafetyFlag(Base):
+    """An utterance the screening flagged, with what it was, how bad, who said it and what the tutor did."""
+
+    __tablename__ = "safety_flags"
+    __table_args__ = (
+        CheckConstraint("severity IN ('low', 'medium', 'high')", name="severity"),
+        Index("ix_safety_flags_learner_created", "learner_id", "created_at"),
+        Index("ix_safety_flags_lesson", "lesson_id"),
+        Index("ix_safety_flags_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"))
+    learner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))  # "user" (the learner) or "assistant" (the tutor)
+    text: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(32))  # self_harm, abuse, sexual, personal_data, ...
+    severity: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))  # local, model, moderation
+    action: Mapped[str] = mapped_column(String(16), default="none")  # replaced, support, none
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Alert(Base):
+    """A high-severity flag brought to one teacher's or administrator's attention in the console."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_recipient_created", "recipient_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    flag_id: Mapped[int] = mapped_column(ForeignKey("safety_flags.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who read or changed what: every transcript a teacher or administrator opens, every account change."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # Kept when the account goes: the email is the record of who it was.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_email: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. transcript.read, user.disable, user.plan
+    learner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    lesson_id: Mapped[int | None] = mapped_column(ForeignKey("lessons.id", ondelete="SET NULL"))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SchoolSetting(Base):
+    """A setting an administrator changes in the page (registration open, retention days); config gives defaults."""
+
+    __tablename__ = "school_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

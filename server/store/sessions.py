@@ -22,7 +22,7 @@ class SessionUser:
     email: str
     name: str
     plan: str
-    is_admin: bool
+    role: str
 
 
 async def add(
@@ -41,7 +41,7 @@ _LIVE = (
         User.email,
         User.name,
         User.plan,
-        User.is_admin,
+        User.role,
     )
     .join(User, User.id == ServerSession.user_id)
     .where(

@@ -1,13 +1,14 @@
-"""Queries on learner accounts."""
+"""Queries on accounts: learners, teachers and administrators."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store.models import User
+from server.store.models import Lesson, User
 
 
 async def by_id(session: AsyncSession, user_id: int) -> User | None:
@@ -46,7 +47,7 @@ async def create(
     name: str,
     plan: str,
     password_hash: str | None = None,
-    is_admin: bool = False,
+    role: str = "learner",
     oidc_issuer: str | None = None,
     oidc_subject: str | None = None,
 ) -> User:
@@ -56,7 +57,7 @@ async def create(
         name=name,
         password_hash=password_hash,
         plan=plan,
-        is_admin=is_admin,
+        role=role,
         oidc_issuer=oidc_issuer,
         oidc_subject=oidc_subject,
     )
@@ -89,4 +90,68 @@ async def link_oidc(session: AsyncSession, user: User, issuer: str, subject: str
 async def delete(session: AsyncSession, user: User) -> None:
     """Delete the account; what it owns goes with it (ON DELETE CASCADE)."""
     await session.delete(user)
+    await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """An account as the administrator's list shows it, with its lessons counted."""
+
+    user: User
+    lessons_count: int
+    last_active_at: datetime | None
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern finding `text` anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _with_lessons() -> Select[User, int, datetime | None]:
+    """Accounts with their lesson count and last lesson, from correlated subqueries on the (learner, started)
+    index: a page of rows costs one query whatever the number of lessons in the school."""
+    lessons_count = (
+        select(func.count()).select_from(Lesson).where(Lesson.learner_id == User.id).correlate(User).scalar_subquery()
+    )
+    last_active = (
+        select(func.max(Lesson.started_at)).where(Lesson.learner_id == User.id).correlate(User).scalar_subquery()
+    )
+    return select(User, lessons_count, last_active)
+
+
+async def search(
+    session: AsyncSession, *, q: str = "", role: str | None = None, limit: int = 25, offset: int = 0
+) -> tuple[list[UserRow], int]:
+    """A page of the accounts whose name or email contains `q` (any case), newest first, and how many match."""
+    where = []
+    if q.strip():
+        pattern = _like(q.strip().lower())
+        where.append(
+            or_(func.lower(User.email).like(pattern, escape="\\"), func.lower(User.name).like(pattern, escape="\\"))
+        )
+    if role is not None:
+        where.append(User.role == role)
+    query = _with_lessons().where(*where).order_by(User.id.desc()).limit(limit).offset(offset)
+    rows = [UserRow(user, int(count or 0), last) for user, count, last in await session.execute(query)]
+    total = int(await session.scalar(select(func.count()).select_from(User).where(*where)) or 0)
+    return rows, total
+
+
+async def row(session: AsyncSession, user_id: int) -> UserRow | None:
+    found = (await session.execute(_with_lessons().where(User.id == user_id))).one_or_none()
+    return None if found is None else UserRow(found[0], int(found[1] or 0), found[2])
+
+
+async def lock_admins(session: AsyncSession) -> list[User]:
+    """Every administrator's row, locked to the end of the transaction (PostgreSQL; SQLite locks the file).
+
+    Two administrators demoting each other at once then take turns, and the second sees the first's change, so
+    the school cannot lose its last administrator that way.
+    """
+    result = await session.execute(select(User).where(User.role == "admin").order_by(User.id).with_for_update())
+    return list(result.scalars())
+
+
+async def set_role(session: AsyncSession, user: User, role: str) -> None:
+    user.role = role
     await session.flush()

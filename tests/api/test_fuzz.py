@@ -107,8 +107,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             assert response.status_code == 201
             cookie = f"tutor_session={http.cookies['tutor_session']}"
             for i in range(2):
-                body = {"name": f"T{i}", "subject": "maths", "topic": "x", "voice": "male", "style": "formal"}
-                assert http.post("/api/companions", json={**body, "duration": 5}).status_code == 201
+                body = {"name": f"T{i}", "subject": "maths", "topic": "x", "style": "formal", "duration": 5}
+                assert http.post("/api/companions", json={**body, "voice": "en_US-joe-medium"}).status_code == 201
             http.post("/api/companions/1/lessons")
         yield server.url, cookie
 

@@ -47,7 +47,7 @@ async def test_metrics_need_an_admin_or_the_token(tmp_path):
         assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
         await register(client)
         assert (await client.get("/metrics")).status_code == 403
-        await accounts.register(get_state(app).db, "root@school.test", PASSWORD, "Root", is_admin=True)
+        await accounts.register(get_state(app).db, "root@school.test", PASSWORD, "Root", role="admin")
         await client.post("/api/auth/login", json={"email": "root@school.test", "password": PASSWORD})
         assert (await client.get("/metrics")).status_code == 200
 

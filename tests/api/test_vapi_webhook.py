@@ -120,7 +120,8 @@ async def send(vapi: TestClientProtocol, body: Any, headers: dict[str, str] | No
 
 async def start_lesson(client: TestClientProtocol, **companion: Any) -> int:
     await register(client)
-    created = await create_companion(client, **companion)
+    # In hosted mode the voices are vapi.voices' entries.
+    created = await create_companion(client, **{"voice": "female.casual", **companion})
     response = await client.post(f"/api/companions/{created['id']}/lessons")
     assert response.status_code == 201
     lesson_id: int = (await response.get_json())["id"]
@@ -437,7 +438,7 @@ def assert_no_secrets(document: Any) -> None:
 @pytest.mark.parametrize("voice", ["male", "female"])
 @pytest.mark.parametrize("style", ["formal", "casual"])
 async def test_assistant_request_answers_the_lessons_assistant(settings, client, vapi, voice, style):
-    lesson_id = await start_lesson(client, voice=voice, style=style, duration=20, topic="Photosynthesis")
+    lesson_id = await start_lesson(client, voice=f"{voice}.{style}", style=style, duration=20, topic="Photosynthesis")
     status, body = await send(vapi, payload("assistant-request", lesson_id))
     assert status == 200
     assistant = body["assistant"]
@@ -468,7 +469,7 @@ async def test_assistant_request_for_an_unknown_or_ended_lesson(client, vapi):
 
 
 async def test_call_setup_gives_the_page_the_public_key_and_no_secret(client):
-    lesson_id = await start_lesson(client, voice="male", style="formal", duration=15)
+    lesson_id = await start_lesson(client, voice="male.formal", style="formal", duration=15)
     response = await client.get(f"/api/lessons/{lesson_id}/call")
     assert response.status_code == 200
     call = await response.get_json()
@@ -530,3 +531,24 @@ async def test_a_long_lessons_report_fits_though_other_routes_stay_at_1_mib(clie
     too_big = await client.post("/api/companions", json={"name": "x" * 2_000_000})
     assert too_big.status_code == 413
     assert (await too_big.get_json())["error"]["code"] == "request_entity_too_large"
+
+
+async def test_a_hosted_lessons_flagged_utterance_is_stored_as_a_flag(app, client, vapi):
+    """Vapi has already spoken by the time its webhook arrives: the flag is noted (action "none"), not acted on."""
+    from sqlalchemy import select
+
+    from server.state import get_state
+    from server.store.models import SafetyFlag
+
+    lesson_id = await start_lesson(client)
+    said_it = payload("transcript-final-user", lesson_id, transcript="Sometimes I want to kill myself.")
+    assert (await send(vapi, said_it))[1]["outcome"] == "stored"
+    fine = payload("transcript-final-assistant", lesson_id, transcript="Photosynthesis makes sugar from light.")
+    assert (await send(vapi, fine))[1]["outcome"] == "stored"
+    state = get_state(app)
+    await state.extras["safety"].idle()
+    async with state.db.read() as session:
+        flags = (await session.execute(select(SafetyFlag).where(SafetyFlag.lesson_id == lesson_id))).scalars().all()
+    assert [(f.role, f.category, f.severity, f.action, f.source) for f in flags] == [
+        ("user", "self_harm", "high", "none", "local")
+    ]

@@ -168,7 +168,8 @@ async def start_lesson(tmp_path: Path, voice_models: SharedModels) -> AsyncItera
             llm = ScriptedLLM(replies or ["Sure."])
             llm_url = llm.start()
             stack.callback(llm.stop)
-        defaults = {"VOICE__LLM__TIMEOUT_SECS": "5", "VOICE__LLM__MAX_RETRIES": "0"}
+        # Screening on, as served; its classifier off unless a test asks, so the scripted model sees only lessons.
+        defaults = {"VOICE__LLM__TIMEOUT_SECS": "5", "VOICE__LLM__MAX_RETRIES": "0", "SAFETY__CLASSIFIER": "off"}
         settings = make_settings(
             tmp_path / f"app{len(lessons)}",
             VOICE__LLM__BASE_URL=llm_url,
@@ -180,7 +181,7 @@ async def start_lesson(tmp_path: Path, voice_models: SharedModels) -> AsyncItera
         await test_app.startup()
         state = get_state(app)
         # Share the session's models instead of loading them per test.
-        state.voice = VoiceService(settings, stored_lessons(state.db), models=voice_models)
+        state.voice = VoiceService(settings, stored_lessons(state.db, state.extras["safety"]), models=voice_models)
         stack.push_async_callback(state.voice.close)
         client = app.test_client()
         await register(client)

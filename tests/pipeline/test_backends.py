@@ -27,7 +27,7 @@ QUESTION = "What does a single neuron do?"
 REPLY = "A neuron adds up its inputs and fires when the sum is large enough."
 STT_KEY = "sk-test-stt"
 TTS_KEY = "sk-test-tts"
-# The voices table names the hosted provider's voices; the default companion is female + casual.
+# The voices table names the hosted provider's voices; the companion speaks with one of them, casually.
 HOSTED_VOICES = {
     "male.formal": {"voice": "onyx", "length_scale": 1.0},
     "male.casual": {"voice": "echo", "length_scale": 1.0},
@@ -78,7 +78,7 @@ def without_replaced_models(models: SharedModels, stt: str, tts: str) -> SharedM
         models,
         whisper=None if stt == "openai" else models.whisper,
         voices={} if tts == "openai" else models.voices,
-        slots={} if tts == "openai" else models.slots,
+        catalogue=None if tts == "openai" else models.catalogue,
     )
 
 
@@ -110,7 +110,9 @@ async def test_a_full_lesson_through_each_backend_pair(
     # Made before the lesson starts: piper's espeak state must not be shared with a synthesis in flight.
     question = speech(QUESTION)
     already = len(audio_server.requests)
-    lesson = await start_lesson([REPLY], **hosted_env(stt, tts, audio_server.base_url, audio_server.base_url))
+    companion = {"voice": COMPANION_VOICE} if tts == "openai" else {}
+    env = hosted_env(stt, tts, audio_server.base_url, audio_server.base_url)
+    lesson = await start_lesson([REPLY], companion=companion, **env)
     await use_models(lesson, without_replaced_models(voice_models, stt, tts))
     peer = await lesson.connect()
 
@@ -196,7 +198,7 @@ async def test_hosted_tts_that_hangs_times_out_into_an_error_event(
 ) -> None:
     with OpenAIAudioServer(stall=True) as hung:
         env = hosted_env("whisper", "openai", "", hung.base_url) | {"VOICE__TTS__TIMEOUT_SECS": "1"}
-        lesson = await start_lesson([REPLY], **env)
+        lesson = await start_lesson([REPLY], companion={"voice": COMPANION_VOICE}, **env)
         await use_models(lesson, without_replaced_models(voice_models, "whisper", "openai"))
         peer = await lesson.connect()
         await peer.wait_for_message(is_status("in-progress"), timeout=10)

@@ -121,3 +121,32 @@ async def test_downgrade_to_0003_and_back_keeps_every_row(settings):
         assert current == head
     finally:
         await db.close()
+
+
+async def test_0006_makes_admins_administrators_and_round_trips(settings):
+    """is_admin becomes role; rebuilding users and companions loses no lesson, bookmark or voice."""
+    db = await _database_at_0003(settings)
+    try:
+        await db.upgrade("0005")
+        async with db.engine.begin() as conn:
+            await conn.execute(text("UPDATE users SET is_admin = true WHERE id = 2"))
+        await db.upgrade("0006")
+        assert await _counts(db) == {t: len(rows) for t, rows in ROWS_0003.items()}
+        async with db.engine.connect() as conn:
+            roles = (await conn.execute(text("SELECT id, role FROM users ORDER BY id"))).all()
+            voices = (await conn.execute(text("SELECT voice FROM companions ORDER BY id"))).scalars().all()
+        assert [tuple(r) for r in roles] == [(1, "learner"), (2, "admin")]
+        assert voices == ["female", "male"]
+        async with db.engine.begin() as conn:
+            await conn.execute(text("UPDATE companions SET voice = 'en_US-joe-medium' WHERE id = 10"))
+        await db.downgrade("0005")
+        assert await _counts(db) == {t: len(rows) for t, rows in ROWS_0003.items()}
+        async with db.engine.connect() as conn:
+            admins = (await conn.execute(text("SELECT id FROM users WHERE is_admin ORDER BY id"))).scalars().all()
+            voices = (await conn.execute(text("SELECT voice FROM companions ORDER BY id"))).scalars().all()
+        assert admins == [2]
+        assert voices == ["male", "male"]
+        await db.upgrade()
+        assert await _counts(db) == {t: len(rows) for t, rows in ROWS_0003.items()}
+    finally:
+        await db.close()
