@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Builds web/vendor/vapi-web.js: the @vapi-ai/web SDK pinned in package-lock.json, installed from the npm registry
-# and bundled by esbuild into one ES module for the browser (the page loads it in hosted mode).
+# and bundled by esbuild into one ES module for the browser (the page loads it in hosted mode). The same `npm ci`
+# installs the development pins, among them axe-core (node_modules/axe-core/axe.min.js), which the browser tests
+# inject into every screen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=web/vendor/vapi-web.js
 ENTRY=scripts/vapi-entry.js
 
-# Up to date: newer than everything that decides its content (the pins, the entry and this script).
+AXE=node_modules/axe-core/axe.min.js
+
+# Up to date: newer than everything that decides its content (the pins, the entry and this script), and the
+# tests' axe-core is installed (a checkout from before it was pinned has the bundle but not axe-core).
 if [ -f "$OUT" ] && [ "$OUT" -nt package-lock.json ] && [ "$OUT" -nt package.json ] \
-  && [ "$OUT" -nt "$ENTRY" ] && [ "$OUT" -nt "$0" ]; then
+  && [ "$OUT" -nt "$ENTRY" ] && [ "$OUT" -nt "$0" ] && [ -f "$AXE" ]; then
   exit 0
 fi
 

@@ -8,7 +8,9 @@ It starts the real server on loopback with the scripted LLM, so the lesson scree
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,14 +36,14 @@ REPLY = (
 )
 
 COMPANIONS = [
-    ("Professor Leaf", "science", "Photosynthesis and how plants make food", "female", "casual", 15),
-    ("Count Fraction", "maths", "Adding and subtracting fractions", "male", "casual", 10),
-    ("Señora Lingo", "language", "Everyday Spanish greetings", "female", "formal", 20),
-    ("Captain Caesar", "history", "The rise and fall of the Roman Empire", "male", "formal", 30),
-    ("Byte Buddy", "coding", "Loops and conditions in Python", "male", "casual", 15),
-    ("Atlas", "geography", "Rivers and mountains of Europe", "female", "casual", 10),
-    ("Penny Wise", "finance", "Saving, budgets and compound interest", "female", "formal", 15),
-    ("Market Max", "economics", "Supply and demand", "male", "casual", 20),
+    ("Professor Leaf", "science", "Photosynthesis and how plants make food", "en_US-joe-medium", "casual", 15),
+    ("Count Fraction", "maths", "Adding and subtracting fractions", "en_US-joe-medium", "casual", 10),
+    ("Señora Lingo", "language", "Everyday Spanish greetings", "en_US-joe-medium", "formal", 20),
+    ("Captain Caesar", "history", "The rise and fall of the Roman Empire", "en_US-joe-medium", "formal", 30),
+    ("Byte Buddy", "coding", "Loops and conditions in Python", "en_US-joe-medium", "casual", 15),
+    ("Atlas", "geography", "Rivers and mountains of Europe", "en_US-joe-medium", "casual", 10),
+    ("Penny Wise", "finance", "Saving, budgets and compound interest", "en_US-joe-medium", "formal", 15),
+    ("Market Max", "economics", "Supply and demand", "en_US-joe-medium", "casual", 20),
 ]
 
 
@@ -102,6 +104,7 @@ def run(out: Path) -> None:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
                 try:
                     capture(browser, server.base_url, out)
+                    capture_console(browser, server, out)
                 finally:
                     browser.close()
 
@@ -170,7 +173,7 @@ def capture(browser: Browser, base_url: str, out: Path) -> None:
             "name": f"Helper {n + 1}",
             "subject": "business",
             "topic": "Pitching an idea",
-            "voice": "male",
+            "voice": "en_US-joe-medium",
             "style": "casual",
             "duration": 5,
         }
@@ -196,6 +199,58 @@ def capture(browser: Browser, base_url: str, out: Path) -> None:
     page.goto("/journey")
     shoot(page, out, "phone-journey", full_page=False)
     phone.close()
+
+
+def capture_console(browser: Browser, server: LiveServer, out: Path) -> None:
+    """The school console: Mr Okafor's class with Maya in it, and the administrator's users and audit log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
+    env["TUTOR_SERVER__DATA_DIR"] = str(server.data_dir)
+    create = ["users", "create", "head@school.test", "--name", "Dr Rivera", "--password", PASSWORD, "--admin"]
+    subprocess.run(
+        [sys.executable, "-m", "server.cli", *create],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    admin_context = browser.new_context(base_url=server.base_url, viewport=DESKTOP)
+    admin = admin_context.new_page()
+    api(admin, "POST", "/api/auth/login", {"email": "head@school.test", "password": PASSWORD})
+    users = api(admin, "GET", "/api/admin/users?limit=50")["users"]
+    okafor = next(u for u in users if u["email"] == "okafor@school.test")
+    api(admin, "PATCH", f"/api/admin/users/{okafor['id']}", {"role": "teacher"})
+    for name, email in (("Sam Osei", "sam@school.test"), ("Lin Chen", "lin@school.test")):
+        # Each in a context of its own: registering signs the new account in.
+        api_context = browser.new_context(base_url=server.base_url)
+        register(api_context.new_page(), name, email)
+        api_context.close()
+
+    teacher_context = browser.new_context(base_url=server.base_url, viewport=DESKTOP)
+    teacher = teacher_context.new_page()
+    api(teacher, "POST", "/api/auth/login", {"email": "okafor@school.test", "password": PASSWORD})
+    klass = api(teacher, "POST", "/api/classes", {"name": "Year 7 Humanities"})
+    for email in ("maya@school.test", "sam@school.test", "lin@school.test"):
+        api(teacher, "POST", f"/api/classes/{klass['id']}/learners", {"email": email})
+    for companion in api(teacher, "GET", "/api/me/companions?limit=50")["items"][:3]:
+        api(teacher, "PUT", f"/api/classes/{klass['id']}/companions/{companion['id']}")
+    teacher.goto(f"/teach/classes/{klass['id']}")
+    expect(teacher.locator("#roster tbody tr")).to_have_count(3)
+    shoot(teacher, out, "console-class")
+    teacher.get_by_role("link", name="Lessons of Maya Patel").click()
+    teacher.get_by_role("link", name=re.compile("Transcript of Maya Patel's lesson with Professor Leaf")).click()
+    # Reading it puts a transcript.read entry in the audit log shot below.
+    expect(teacher.locator(".transcript--stored .bubble").first).to_be_visible()
+    teacher_context.close()
+
+    sam = next(u for u in api(admin, "GET", "/api/admin/users?q=sam")["users"])
+    api(admin, "PATCH", f"/api/admin/users/{sam['id']}", {"plan": "core"})
+    admin.goto("/admin/users")
+    expect(admin.locator("#users-table tbody tr").first).to_be_visible()
+    shoot(admin, out, "console-users")
+    admin.goto("/admin/audit")
+    expect(admin.locator("#audit-table tbody tr").first).to_be_visible()
+    shoot(admin, out, "console-audit")
+    admin_context.close()
 
 
 def main() -> int:

@@ -11,6 +11,9 @@ import { journeyView } from "./views/journey.js";
 import { lessonView } from "./views/lesson.js";
 import { libraryView } from "./views/library.js";
 import { plansView } from "./views/plans.js";
+import { adminView } from "./views/admin.js";
+import { joinView } from "./views/join.js";
+import { classLessonView, classView, learnerLessonsView, teachView } from "./views/teacher.js";
 
 /** Routes in match order; `auth` screens send signed-out visitors to sign in and back. */
 const ROUTES = [
@@ -25,6 +28,13 @@ const ROUTES = [
   { pattern: /^\/journey$/, view: journeyView, auth: true, nav: "journey" },
   { pattern: /^\/plans$/, view: plansView, nav: "plans" },
   { pattern: /^\/account$/, view: accountView, auth: true },
+  // The school console (the server checks the role on every request; these only route).
+  { pattern: /^\/join$/, view: joinView, auth: true, nav: "companions" },
+  { pattern: /^\/teach$/, view: teachView, auth: true, nav: "teach" },
+  { pattern: /^\/teach\/classes\/(?<id>\d+)$/, view: classView, auth: true, nav: "teach" },
+  { pattern: /^\/teach\/classes\/(?<id>\d+)\/learners\/(?<learnerId>\d+)$/, view: learnerLessonsView, auth: true, nav: "teach" },
+  { pattern: /^\/teach\/classes\/(?<id>\d+)\/lessons\/(?<lessonId>\d+)$/, view: classLessonView, auth: true, nav: "teach" },
+  { pattern: /^\/admin(?:\/(?<section>users|safety|audit|settings))?$/, view: adminView, auth: true, nav: "admin" },
 ];
 
 const NAV = [
@@ -33,6 +43,15 @@ const NAV = [
   { id: "journey", href: "/journey", label: "My journey", icon: "journey" },
   { id: "plans", href: "/plans", label: "Plans", icon: "plans" },
 ];
+
+/** The school console's links, by the signed-in account's role (`/api/me` says it). */
+function navFor(me) {
+  const role = me.role || (me.is_admin ? "admin" : "learner");
+  const items = [...NAV];
+  if (role === "teacher" || role === "admin") items.push({ id: "teach", href: "/teach", label: "Classes", icon: "school" });
+  if (role === "admin") items.push({ id: "admin", href: "/admin", label: "Admin", icon: "user" });
+  return items;
+}
 
 class App {
   constructor() {
@@ -224,7 +243,7 @@ class App {
           h(
             "ul",
             {},
-            NAV.map((item) =>
+            navFor(me).map((item) =>
               h(
                 "li",
                 {},

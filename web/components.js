@@ -1,8 +1,9 @@
 // Pieces several screens share: companion cards, bookmark toggles, form fields, pagination, usage meters.
 
 import { ApiError, del, put } from "./api.js";
-import { announce, capitalize, h, plural } from "./dom.js";
+import { announce, capitalize, formatDateTime, formatLength, h, plural } from "./dom.js";
 import { icon, subjectLook, subjectTile } from "./icons.js";
+import { voiceName } from "./voices.js";
 
 export function subjectBadge(subject) {
   const look = subjectLook(subject);
@@ -14,21 +15,29 @@ export function subjectBadge(subject) {
   );
 }
 
-/** A toggle button that bookmarks or un-bookmarks a companion, keeping aria-pressed in step. */
+/**
+ * A toggle button that bookmarks or un-bookmarks a companion, keeping aria-pressed in step.
+ * Its name stays "Bookmark <name>" whatever the state (aria-pressed says which), and the visible word is part
+ * of that name, so speech control ("click Bookmark") and screen readers agree with what is on screen.
+ */
 export function bookmarkButton(companion, app, { onChange, withText = false } = {}) {
   const button = h("button", { type: "button", class: `bookmark${withText ? " bookmark--text" : ""}` });
+  let busy = false;
   const draw = () => {
     const on = companion.bookmarked;
     button.setAttribute("aria-pressed", on ? "true" : "false");
     button.setAttribute("aria-label", `Bookmark ${companion.name}`);
-    button.title = on ? "Remove bookmark" : "Bookmark";
+    button.title = on ? "Bookmarked: press to remove the bookmark" : "Bookmark";
     button.replaceChildren(icon(on ? "bookmarkFilled" : "bookmark", { size: 20 }));
-    if (withText) button.append(h("span", { "aria-hidden": "true" }, on ? "Bookmarked" : "Bookmark"));
+    if (withText) button.append(h("span", { "aria-hidden": "true" }, "Bookmark"));
   };
   draw();
   button.addEventListener("click", async () => {
+    // aria-disabled, not disabled: a disabled button drops keyboard focus to <body> while the request runs.
+    if (busy) return;
     const next = !companion.bookmarked;
-    button.disabled = true;
+    busy = true;
+    button.setAttribute("aria-disabled", "true");
     try {
       const path = `/api/companions/${companion.id}/bookmark`;
       if (next) await put(path);
@@ -40,13 +49,17 @@ export function bookmarkButton(companion, app, { onChange, withText = false } = 
     } catch (err) {
       app.toast(err instanceof ApiError ? err.message : "Could not change the bookmark.", { tone: "error" });
     } finally {
-      button.disabled = false;
+      busy = false;
+      button.removeAttribute("aria-disabled");
     }
   });
   return button;
 }
 
-/** A library card: subject, bookmark toggle, name, topic, duration and a link to start a lesson. */
+/**
+ * A library card: subject, bookmark toggle, name, topic, duration and a link to start a lesson.
+ * `headingLevel` follows the screen's outline: "h3" under a section's h2, "h2" straight under the page's h1.
+ */
 export function companionCard(companion, app, options = {}) {
   const look = subjectLook(companion.subject);
   const titleId = `companion-${companion.id}-name${options.idSuffix || ""}`;
@@ -64,13 +77,13 @@ export function companionCard(companion, app, options = {}) {
       subjectBadge(companion.subject),
       bookmarkButton(companion, app, { onChange: options.onBookmarkChange }),
     ),
-    h("h3", { class: "companion-card__name", id: titleId }, companion.name),
+    h(options.headingLevel || "h3", { class: "companion-card__name", id: titleId }, companion.name),
     h("p", { class: "companion-card__topic" }, companion.topic),
     h(
       "p",
       { class: "companion-card__meta" },
       h("span", {}, icon("clock", { size: 16 }), `${companion.duration} min`),
-      h("span", {}, `${capitalize(companion.style)} · ${capitalize(companion.voice)} voice`),
+      h("span", {}, `${capitalize(companion.style)} · ${voiceName(app.config, companion)}`),
     ),
     h(
       "a",
@@ -89,20 +102,26 @@ export function companionGrid(items, app, options = {}) {
   );
 }
 
-/** A compact row for lists of companions (home's recent lessons, journey). */
-export function companionRow(companion, { meta = null, action = null } = {}) {
+/** A row for one of the learner's lessons (home, journey): companion, when, the lesson's own length, outcome. */
+export function lessonRow(lesson) {
+  const companion = lesson.companion || { name: "A deleted companion", subject: "", topic: "" };
+  const info = endReasonInfo(lesson.end_reason, { duration: companion.duration });
   return h(
     "li",
-    { class: "row-item" },
-    subjectTile(companion.subject, "sm"),
+    { class: "row-item", dataset: { lessonId: lesson.id } },
+    companion.subject ? subjectTile(companion.subject, "sm") : h("span", { class: "subject-tile subject-tile--sm" }),
     h(
       "div",
       { class: "row-item__body" },
-      h("a", { class: "row-item__title", href: `/companions/${companion.id}` }, companion.name),
-      h("span", { class: "row-item__sub" }, companion.topic),
+      h(
+        "a",
+        { class: "row-item__title", href: `/lessons/${lesson.id}`, "aria-label": `Transcript of the lesson with ${companion.name} on ${formatDateTime(lesson.started_at)}` },
+        companion.name,
+      ),
+      h("span", { class: "row-item__sub" }, `${formatDateTime(lesson.started_at)} · ${lesson.ended_at ? formatLength(lesson.length_seconds) : "not finished"}`),
     ),
-    meta ? h("span", { class: "row-item__meta" }, meta) : h("span", { class: "row-item__meta" }, `${companion.duration} min`),
-    action,
+    h("span", { class: `badge badge--${lesson.ended_at ? info.tone : "live"}` }, lesson.ended_at ? info.short : "In progress"),
+    h("a", { class: "btn btn--ghost btn--sm row-item__action", href: `/lessons/${lesson.id}`, tabindex: "-1", "aria-hidden": "true" }, icon("transcript", { size: 18 }), "Transcript"),
   );
 }
 

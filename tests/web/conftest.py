@@ -6,13 +6,15 @@ import itertools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect, sync_playwright
 
 from harness.browser import CHROMIUM, chromium_args
-from harness.live_server import LiveServer
+from harness.live_server import REPO, LiveServer
 
 PASSWORD = "correct horse battery"
 # Small plan limits so the "limit reached" screens are quick to reach.
@@ -89,24 +91,96 @@ def sign_up(page: Page, name: str = "Ann Learner", email: str | None = None) -> 
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(f"Welcome back, {name.split()[0]}"))
+    # A brand-new learner is welcomed, not welcomed back.
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Welcome, {name.split()[0]}")
     return email
 
 
 def build_companion(
-    page: Page, name: str, subject: str, topic: str, *, duration: str = "15 minutes", voice: str = "Female"
+    page: Page, name: str, subject: str, topic: str, *, duration: str = "15 minutes", voice: str | None = None
 ) -> int:
-    """Fill the builder and submit; returns the new companion's id from the lesson page's URL."""
+    """Fill the builder and submit; returns the new companion's id from the lesson page's URL.
+
+    `voice` is a voice's name as the builder offers it; None takes the first installed one (the bundled voice
+    locally, the first of vapi.voices in hosted mode)."""
     page.goto("/companions/new")
     page.get_by_label("Companion name").fill(name)
     page.get_by_label("Subject").select_option(subject)
     page.get_by_label("What should the companion teach?").fill(topic)
-    page.get_by_role("radio", name=voice, exact=True).check()
+    voices = page.get_by_role("group", name="Voice")
+    (
+        voices.get_by_role("radio").first if voice is None else voices.get_by_role("radio", name=voice, exact=True)
+    ).check()
     page.get_by_label("Lesson length").select_option(label=duration)
     page.get_by_role("button", name="Build your companion").click()
     expect(page).to_have_url(re.compile(r"/companions/\d+$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(name)
     return int(page.url.rsplit("/", 1)[1])
+
+
+# -- accessibility ----------------------------------------------------------------------------------------------
+
+# Installed by `npm ci` in scripts/build-vendor.sh (`make setup`), pinned in package.json's devDependencies.
+AXE_JS = REPO / "node_modules" / "axe-core" / "axe.min.js"
+
+# Each violation as a plain dict: the rule, how bad, what it asks, and the elements that break it.
+_RUN_AXE = """
+async (exclude) => {
+  const context = exclude.length ? { include: [document], exclude: exclude.map((s) => [s]) } : document;
+  const results = await window.axe.run(context, { resultTypes: ["violations"] });
+  return results.violations.map((v) => ({
+    id: v.id,
+    impact: v.impact,
+    help: v.help,
+    url: v.helpUrl,
+    nodes: v.nodes.map((n) => ({ target: n.target.join(" "), html: n.html, summary: n.failureSummary })),
+  }));
+}
+"""
+
+
+@cache
+def _axe_source() -> str:
+    if not AXE_JS.is_file():
+        pytest.fail(f"{AXE_JS} is missing: run `make setup` (scripts/build-vendor.sh installs the npm pins)")
+    return AXE_JS.read_text(encoding="utf-8")
+
+
+def axe_violations(page: Page, *, exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """What axe-core (every rule it runs by default: WCAG A/AA and best practices) finds wrong on the page now."""
+    # Evaluated rather than added as a <script>: the page's Content-Security-Policy refuses inline scripts, and
+    # DevTools' evaluation is outside it, so the screen is checked under its real policy.
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(_axe_source())
+    violations: list[dict[str, Any]] = page.evaluate(_RUN_AXE, list(exclude))
+    return violations
+
+
+def format_violations(violations: list[dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for v in violations:
+        lines.append(f"- {v['id']} ({v['impact']}): {v['help']} <{v['url']}>")
+        for node in v["nodes"][:5]:
+            lines.append(f"    at {node['target']}: {node['html'][:160]}")
+            summary = " ".join(str(node["summary"] or "").split())
+            if summary:
+                lines.append(f"      {summary[:300]}")
+        if len(v["nodes"]) > 5:
+            lines.append(f"    ...and {len(v['nodes']) - 5} more")
+    return "\n".join(lines)
+
+
+def assert_no_axe_violations(page: Page, context: str, *, exclude: tuple[str, ...] = ()) -> None:
+    """Fail, listing each rule and element, if axe-core finds any violation on the page as it is now.
+
+    `context` names the screen in the failure; `exclude` takes CSS selectors of parts another test owns.
+    """
+    # A screen still loading (or a toast on its way in) would be checked half drawn.
+    expect(page.locator("#main")).not_to_have_attribute("aria-busy", "true")
+    violations = axe_violations(page, exclude=exclude)
+    assert not violations, (
+        f"axe-core found {len(violations)} violation(s) on {context}:\n{format_violations(violations)}"
+    )
 
 
 # -- live lessons ---------------------------------------------------------------------------------------------

@@ -12,6 +12,58 @@ export function passwordRule(config) {
   return `At least ${min} characters; avoid common passwords such as "password123".`;
 }
 
+// The server's own shape check (server/api/auth.py), so the page and the server refuse the same addresses.
+const EMAIL_SHAPE = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const EMAIL_HINT = "Enter an e-mail address like name@school.org.";
+
+/**
+ * Everything wrong with the sign-up form that the page can tell without the server, every field at once:
+ * {field: message}, empty when it may be sent. The server still checks all of it (and common passwords).
+ */
+function signUpProblems(data, config) {
+  const problems = {};
+  const min = (config && config.password_min_length) || 8;
+  if (!String(data.name || "").trim()) problems.name = "Enter your name.";
+  const email = String(data.email || "").trim();
+  if (!email) problems.email = "Enter your e-mail address.";
+  else if (!EMAIL_SHAPE.test(email)) problems.email = EMAIL_HINT;
+  // Counted exactly as typed, spaces included, like the server counts it.
+  const password = String(data.password || "");
+  if (!password) problems.password = `Choose a password of at least ${min} characters.`;
+  else if (password.length < min) problems.password = `Use at least ${min} characters.`;
+  return problems;
+}
+
+// Which account was created in this tab, so its first screens welcome the learner rather than welcome them back.
+// sessionStorage: it lasts through reloads of this tab and is gone in the next one.
+const NEW_ACCOUNT_KEY = "tutor.new-account";
+
+function rememberNewAccount(user) {
+  try {
+    sessionStorage.setItem(NEW_ACCOUNT_KEY, String(user.id));
+  } catch {
+    // Storage turned off: the learner is simply welcomed back.
+  }
+}
+
+// Signing in is coming back, even to an account made in this tab.
+function forgetNewAccount() {
+  try {
+    sessionStorage.removeItem(NEW_ACCOUNT_KEY);
+  } catch {
+    // Nothing was kept.
+  }
+}
+
+/** True when this learner signed up in this tab: greet them "Welcome", not "Welcome back". */
+export function isNewAccount(me) {
+  try {
+    return Boolean(me) && sessionStorage.getItem(NEW_ACCOUNT_KEY) === String(me.id);
+  } catch {
+    return false;
+  }
+}
+
 /** A sign-in lock's wait in words: "Too many tries. Try again in 2 minutes." */
 export function tryAgainIn(seconds) {
   if (seconds < 60) return `Too many tries. Try again in ${seconds} second${seconds === 1 ? "" : "s"}.`;
@@ -19,20 +71,42 @@ export function tryAgainIn(seconds) {
   return `Too many tries. Try again in ${minutes} minute${minutes === 1 ? "" : "s"}.`;
 }
 
-/** Only same-site paths are allowed as the place to return to after signing in. */
-/** Send a sign-in or sign-up form; on success greet the learner and go where they were heading. */
-function onAuthSubmit(app, form, alertSlot, url, greeting, next) {
+/**
+ * Send a sign-in or sign-up form; on success greet the learner and go where they were heading.
+ * `check` returns the problems the page can see itself ({field: message}); the form is sent only without any.
+ * `signedIn(user)` runs once the server has said yes, before the next screen is drawn.
+ */
+function onAuthSubmit(app, form, alertSlot, url, greeting, next, { check = null, signedIn = null } = {}) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form));
+    const problems = check ? check(data) : {};
+    if (showProblems(form, alertSlot, problems)) return;
     const user = await submitForm(form, alertSlot, () => post(url, data));
     if (!user) return;
+    if (signedIn) signedIn(user);
     await app.refreshMe();
     app.toast(greeting(user));
     app.navigate(next, { replace: true, force: true });
   });
 }
 
+/**
+ * Every field's message at once, a summary above them, and focus on the first field to fix. False (and
+ * nothing shown) when none of `fields` is a field of this form.
+ */
+function showProblems(form, alertSlot, fields) {
+  const first = showFieldErrors(form, fields || {});
+  if (!first) return false;
+  const count = form.querySelectorAll(".field--invalid").length;
+  const summary = count === 1 ? "Please fix the highlighted field." : `Please fix the ${count} highlighted fields.`;
+  alertSlot.replaceChildren(formAlert(summary));
+  announce(summary, { assertive: true });
+  first.focus();
+  return true;
+}
+
+/** Only same-site paths are allowed as the place to return to after signing in. */
 export function safeNext(next) {
   if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/api/")) return "/";
   if (next.startsWith("/signin") || next.startsWith("/signup")) return "/";
@@ -96,10 +170,11 @@ async function submitForm(form, alertSlot, request) {
   } catch (err) {
     const apiErr = err instanceof ApiError ? err : new ApiError(0, "error", String(err));
     const message = apiErr.status === 429 && apiErr.retryAfter ? tryAgainIn(apiErr.retryAfter) : apiErr.message;
-    const first = showFieldErrors(form, apiErr.fields);
-    if (!first || !Object.keys(apiErr.fields).length) alertSlot.replaceChildren(formAlert(message));
+    // Every field the server named, at once, next to its field; anything else above the form.
+    if (showProblems(form, alertSlot, apiErr.fields)) return null;
+    alertSlot.replaceChildren(formAlert(message));
     announce(message, { assertive: true });
-    (first || form.querySelector("input")).focus();
+    form.querySelector("input").focus();
     return null;
   } finally {
     button.disabled = false;
@@ -129,7 +204,9 @@ export async function signInView(ctx) {
     }),
     h("button", { type: "submit", class: "btn btn--primary btn--block" }, "Sign in"),
   );
-  onAuthSubmit(app, form, alertSlot, "/api/auth/login", (user) => `Welcome back, ${user.name}!`, next);
+  onAuthSubmit(app, form, alertSlot, "/api/auth/login", (user) => `Welcome back, ${user.name}!`, next, {
+    signedIn: forgetNewAccount,
+  });
   // Above the SSO button too, so it is the first thing read; the form's own alerts replace it on submit.
   const ssoAlert = errorMessage ? h("div", { class: "form-alert-slot auth__sso-error" }, formAlert(errorMessage)) : null;
   form.addEventListener("submit", () => ssoAlert && ssoAlert.remove());
@@ -181,6 +258,7 @@ export async function signUpView(ctx) {
     field({
       id: "signup-email",
       label: "Email",
+      hint: "The address you sign in with, e.g. name@school.org.",
       control: h("input", { type: "email", name: "email", autocomplete: "email", required: true }),
     }),
     field({
@@ -191,7 +269,10 @@ export async function signUpView(ctx) {
     }),
     h("button", { type: "submit", class: "btn btn--primary btn--block" }, "Create account"),
   );
-  onAuthSubmit(app, form, alertSlot, "/api/auth/register", (user) => `Welcome, ${user.name}! Your account is ready.`, next);
+  onAuthSubmit(app, form, alertSlot, "/api/auth/register", (user) => `Welcome, ${user.name}! Your account is ready.`, next, {
+    check: (data) => signUpProblems(data, app.config),
+    signedIn: rememberNewAccount,
+  });
   const body = h(
     "div",
     {},

@@ -4,9 +4,122 @@ import { ApiError, get, patch, post } from "../api.js";
 import { announce, capitalize, h } from "../dom.js";
 import { choiceGroup, field, formAlert, showFieldErrors } from "../components.js";
 import { icon, subjectLook } from "../icons.js";
+import { companionVoice, installedVoices, voiceDetails } from "../voices.js";
 import { demoModelNotice } from "./companion.js";
 
 const DURATIONS = [5, 10, 15, 20, 30, 45, 60];
+
+/**
+ * The voice picker: each voice this server has installed, by name, with its language (and the speaker's gender
+ * where the server knows it) and a Preview button that plays a short sentence in it. One <audio> element plays
+ * the previews, so starting one stops the other.
+ */
+function voicePicker(config, chosen, missing) {
+  const voices = installedVoices(config);
+  const errorId = "voice-error";
+  const audio = h("audio", { class: "voice-picker__audio", preload: "none" });
+  let playing = null;
+
+  const stopped = () => {
+    if (playing) {
+      playing.setAttribute("aria-pressed", "false");
+      playing.classList.remove("is-playing");
+    }
+    playing = null;
+  };
+  const stop = () => {
+    audio.pause();
+    stopped();
+  };
+  audio.addEventListener("ended", stopped);
+  audio.addEventListener("error", () => {
+    if (!playing) return;
+    const name = playing.dataset.voiceName;
+    stopped();
+    announce(`The preview of ${name} could not be played.`, { assertive: true });
+  });
+
+  async function preview(button, voice) {
+    const again = playing === button;
+    stop();
+    if (again) return;
+    playing = button;
+    button.setAttribute("aria-pressed", "true");
+    button.classList.add("is-playing");
+    if (audio.getAttribute("src") !== voice.preview_url) audio.src = voice.preview_url;
+    audio.currentTime = 0;
+    try {
+      await audio.play();
+    } catch (err) {
+      // Another preview replaced this one before it started: nothing went wrong.
+      if (err && err.name === "AbortError") return;
+      if (playing === button) {
+        stopped();
+        announce(`The preview of ${voice.name} could not be played.`, { assertive: true });
+      }
+    }
+  }
+
+  const options = voices.map((voice, index) => {
+    const inputId = `voice-option-${index}`;
+    const aboutId = `${inputId}-about`;
+    const details = voiceDetails(voice);
+    return h(
+      "li",
+      { class: "voice-option", dataset: { voiceId: voice.id } },
+      h(
+        "label",
+        { class: "voice-option__pick", for: inputId },
+        h("input", {
+          type: "radio",
+          id: inputId,
+          name: "voice",
+          value: voice.id,
+          checked: voice.id === chosen,
+          required: true,
+          "aria-describedby": details ? aboutId : null,
+        }),
+        h("span", { class: "voice-option__name" }, voice.name),
+      ),
+      details ? h("span", { class: "voice-option__about", id: aboutId }, details) : null,
+      voice.preview_url
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "btn btn--outline btn--sm voice-option__preview",
+              "aria-pressed": "false",
+              dataset: { voiceName: voice.name },
+              onClick: (event) => preview(event.currentTarget, voice),
+            },
+            "Preview",
+            h("span", { class: "visually-hidden" }, ` ${voice.name}`),
+          )
+        : null,
+    );
+  });
+
+  const el = h(
+    "fieldset",
+    { class: "field voice-picker", dataset: { field: "voice" }, "aria-describedby": errorId },
+    h("legend", { class: "field__label" }, "Voice"),
+    missing
+      ? h(
+          "p",
+          { class: "field__hint" },
+          `This companion's voice (${missing}) is no longer installed, so its lessons use ${
+            voices.length ? voices[0].name : "the default voice"
+          }. Choose one of the installed voices.`,
+        )
+      : null,
+    voices.length
+      ? h("ul", { class: "voice-picker__list", role: "list" }, options)
+      : h("p", { class: "field__hint" }, "This server has no voices installed."),
+    audio,
+    h("p", { class: "field__error", id: errorId, hidden: true }),
+  );
+  return { el, stop };
+}
 
 function limitReached(app, message) {
   const usage = app.me && app.me.usage && app.me.usage.companions;
@@ -47,7 +160,17 @@ export async function builderView(ctx) {
       return { title: "Companion limit reached", el: limitReached(app) };
     }
   }
-  const values = companion || { name: "", subject: "", topic: "", voice: "female", style: "casual", duration: 15 };
+  const values = companion || {
+    name: "",
+    subject: "",
+    topic: "",
+    voice: app.config.default_voice || "",
+    style: "casual",
+    duration: 15,
+  };
+  // A companion made before voices had names ("male"/"female") shows the voice it actually speaks with.
+  const speaking = companionVoice(app.config, values);
+  const voices = voicePicker(app.config, speaking ? speaking.id : null, speaking || !editing ? null : values.voice);
 
   const preview = h("span", { class: "builder__preview-tile" });
   const subjectSelect = h(
@@ -96,18 +219,10 @@ export async function builderView(ctx) {
       hint: "A topic in a few words, e.g. “Derivatives and integrals”.",
       control: h("textarea", { name: "topic", rows: 3, required: true, maxlength: 200 }, values.topic),
     }),
+    voices.el,
     h(
       "div",
       { class: "form__row" },
-      choiceGroup({
-        name: "voice",
-        legend: "Voice",
-        value: values.voice,
-        options: [
-          { value: "female", label: "Female" },
-          { value: "male", label: "Male" },
-        ],
-      }),
       choiceGroup({
         name: "style",
         legend: "Style",
@@ -117,8 +232,8 @@ export async function builderView(ctx) {
           { value: "formal", label: "Formal" },
         ],
       }),
+      field({ id: "companion-duration", label: "Lesson length", control: durationSelect }),
     ),
-    field({ id: "companion-duration", label: "Lesson length", control: durationSelect }),
     submit,
   );
 
@@ -181,5 +296,6 @@ export async function builderView(ctx) {
     ),
     h("div", { class: "card builder__card" }, form),
   );
-  return { title: editing ? "Edit companion" : "Build a companion", el };
+  // A preview must not go on playing once the learner has left the builder.
+  return { title: editing ? "Edit companion" : "Build a companion", el, cleanup: voices.stop };
 }

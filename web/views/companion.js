@@ -7,6 +7,7 @@ import { ApiError, del, get, post } from "../api.js";
 import { announce, capitalize, formatClock, h, initials, plural } from "../dom.js";
 import { bookmarkButton, endReasonInfo, subjectBadge } from "../components.js";
 import { icon, subjectLook, subjectTile } from "../icons.js";
+import { voiceName } from "../voices.js";
 
 /** Load the voice client the server's config names: ours, or the hosted SDK (the one import that differs). */
 async function createVoiceClient(config, call) {
@@ -92,14 +93,21 @@ export async function companionView(ctx) {
       h("i", {}),
     ),
   );
-  const clock = h("span", { class: "countdown__value", role: "timer", "aria-live": "off", id: "countdown" }, formatClock(totalSeconds));
+  // The timer itself stays quiet (a screen reader would read every second); the warning below speaks once.
+  const clock = h(
+    "span",
+    { class: "countdown__value", role: "timer", "aria-live": "off", "aria-labelledby": "countdown-label", id: "countdown" },
+    formatClock(totalSeconds),
+  );
   const countdown = h(
     "div",
-    { class: "countdown", "aria-labelledby": "countdown-label" },
+    { class: "countdown" },
     icon("clock", { size: 18 }),
     h("span", { id: "countdown-label", class: "visually-hidden" }, "Time left"),
     clock,
   );
+  // The one-minute warning in words, not only the clock's colour; a live region, so it is read out as it comes.
+  const timeWarning = h("p", { class: "countdown__warning", role: "status", id: "time-warning" });
   const muteButton = h(
     "button",
     { type: "button", class: "btn btn--round btn--outline", "aria-pressed": "false", disabled: true, id: "mute-button" },
@@ -107,7 +115,7 @@ export async function companionView(ctx) {
   const micState = h("p", { class: "stage__status", id: "mic-state" }, "Microphone ready");
   const startButton = h(
     "button",
-    { type: "button", class: "btn btn--primary btn--lg btn--call", id: "start-lesson" },
+    { type: "button", class: "btn btn--primary btn--lg btn--call", id: "start-lesson", "aria-describedby": "lesson-privacy" },
     icon("phone", { size: 20 }),
     h("span", {}, "Start lesson"),
   );
@@ -153,14 +161,33 @@ export async function companionView(ctx) {
     silenceNotice.hidden = true;
   }
 
-  const transcriptList = h("ol", {
-    class: "transcript",
-    role: "log",
-    "aria-live": "polite",
-    "aria-relevant": "additions",
-    "aria-labelledby": "transcript-title",
-    id: "live-transcript",
-  });
+  // The log is a wrapper: role="log" on the <ol> itself would take away its list role and orphan its items.
+  // It is what scrolls, so it takes keyboard focus (arrow keys scroll it) and carries the transcript's name.
+  const transcriptList = h("ol", { class: "transcript", id: "live-transcript" });
+  const transcriptLog = h(
+    "div",
+    {
+      class: "transcript-log",
+      role: "log",
+      "aria-live": "polite",
+      "aria-relevant": "additions",
+      "aria-labelledby": "transcript-title",
+      tabindex: "0",
+    },
+    transcriptList,
+  );
+  const liveBadge = h("span", { class: "live-dot", hidden: true }, "Live");
+  // Said before every lesson, where the learner starts it: who else can read what is said in it.
+  const privacyNotice = h(
+    "p",
+    { class: "lesson-privacy", id: "lesson-privacy" },
+    icon("info", { size: 18 }),
+    h(
+      "span",
+      {},
+      "Your lessons are saved. Your teacher and your school's administrators can read their transcripts, to keep learners safe.",
+    ),
+  );
   const transcriptEmpty = h(
     "p",
     { class: "transcript-empty" },
@@ -188,15 +215,24 @@ export async function companionView(ctx) {
   );
 
   function setPhase(next) {
+    // A button that is about to be hidden would drop keyboard focus to <body>: it moves to the one shown instead.
+    const focused = document.activeElement;
+    const hadFocus = focused === startButton || focused === endButton;
     phase = next;
     root.dataset.phase = next;
     const inCall = next === "live" || next === "ending" || next === "connecting";
+    // In a lesson the page draws compact, so the transcript is on screen beside (or under) the controls.
+    root.classList.toggle("is-in-call", inCall);
     // After a lesson the outcome panel offers "Start another lesson", so the stage shows no second start.
     startButton.hidden = inCall || next === "ended";
     endButton.hidden = !inCall;
-    endButton.disabled = next === "ending";
-    startButton.disabled = false;
+    // aria-disabled rather than disabled while ending: a disabled button loses focus.
+    if (next === "ending") endButton.setAttribute("aria-disabled", "true");
+    else endButton.removeAttribute("aria-disabled");
     muteButton.disabled = next !== "live"; // the real SDK has no call to mute until it is live
+    liveBadge.hidden = next !== "live";
+    privacyNotice.hidden = inCall;
+    if (!inCall) timeWarning.textContent = "";
     const labels = {
       idle: "Ready when you are",
       connecting: "Connecting…",
@@ -211,6 +247,10 @@ export async function companionView(ctx) {
       endButton.querySelector("span").textContent = "End lesson";
     }
     drawMute();
+    if (hadFocus) {
+      const target = [endButton, startButton].find((button) => !button.hidden);
+      if (target) target.focus({ preventScroll: true });
+    }
   }
 
   // -- transcript -----------------------------------------------------------------------------------------
@@ -249,7 +289,8 @@ export async function companionView(ctx) {
       lastBubble._partial.textContent = (lastBubble._final.textContent ? " " : "") + text;
       lastBubble.classList.add("is-partial");
     }
-    transcriptList.scrollTop = transcriptList.scrollHeight;
+    // The newest line stays in view; the transcript scrolls, the page and its controls stay put.
+    transcriptLog.scrollTop = transcriptLog.scrollHeight;
   }
 
   // -- countdown ------------------------------------------------------------------------------------------
@@ -259,7 +300,8 @@ export async function companionView(ctx) {
     countdown.classList.toggle("countdown--warn", left <= 60);
     if (left <= 60 && !countdown.dataset.warned) {
       countdown.dataset.warned = "1";
-      announce("One minute left in this lesson.");
+      // A lesson shorter than a minute is told what it has, not "one minute".
+      timeWarning.textContent = left > 50 ? "One minute left in this lesson." : "Less than a minute left in this lesson.";
     }
   }
 
@@ -419,7 +461,10 @@ export async function companionView(ctx) {
     clock.textContent = formatClock(totalSeconds);
     countdown.classList.remove("countdown--warn");
     setPhase("connecting");
-    startButton.disabled = true;
+    // The compact lesson layout starts at the top of the page; focus goes to the button that now ends (or
+    // cancels) the lesson, where the pressed "Start lesson" (or "Start another lesson") was.
+    window.scrollTo({ top: 0 });
+    endButton.focus({ preventScroll: true });
 
     // Browsers only offer a microphone on HTTPS or localhost; say so instead of failing obscurely.
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -492,6 +537,7 @@ export async function companionView(ctx) {
   }
 
   async function endLesson() {
+    if (phase === "ending") return;
     if (phase === "connecting" && !client) {
       setPhase("idle");
       return;
@@ -566,7 +612,7 @@ export async function companionView(ctx) {
           "p",
           { class: "lesson-head__meta muted" },
           h("span", {}, icon("clock", { size: 16 }), `${companion.duration} min lesson`),
-          h("span", {}, `${capitalize(companion.voice)} voice`),
+          h("span", {}, `Voice: ${voiceName(app.config, companion)}`),
           h("span", {}, `by ${companion.is_mine ? "you" : companion.author.name}`),
           lessonsCount,
         ),
@@ -574,37 +620,42 @@ export async function companionView(ctx) {
       h("div", { class: "lesson-head__actions" }, bookmarkButton(companion, app, { withText: true }), ownerActions),
     ),
     demoModelNotice(app.config),
-    h(
-      "section",
-      { class: "stage card", "aria-label": "Lesson controls" },
-      h(
-        "div",
-        { class: "stage__tutor" },
-        tutorAvatar,
-        h("p", { class: "stage__name" }, companion.name),
-        tutorStatus,
-      ),
-      h(
-        "div",
-        { class: "stage__side" },
-        learner,
-        h(
-          "div",
-          { class: "stage__controls" },
-          countdown,
-          h("div", { class: "stage__buttons" }, muteButton, startButton, endButton),
-        ),
-      ),
-    ),
     errorSlot,
     silenceNotice,
     messageSlot,
     h(
-      "section",
-      { class: "card transcript-panel", "aria-labelledby": "transcript-title" },
-      h("div", { class: "section-header" }, h("h2", { id: "transcript-title" }, "Live transcript"), h("span", { class: "live-dot" }, "Live")),
-      transcriptEmpty,
-      transcriptList,
+      "div",
+      { class: "lesson-body" },
+      h(
+        "section",
+        { class: "stage card", "aria-label": "Lesson controls" },
+        h(
+          "div",
+          { class: "stage__tutor" },
+          tutorAvatar,
+          h("div", { class: "stage__who" }, h("p", { class: "stage__name" }, companion.name), tutorStatus),
+        ),
+        h(
+          "div",
+          { class: "stage__side" },
+          learner,
+          h(
+            "div",
+            { class: "stage__controls" },
+            countdown,
+            timeWarning,
+            h("div", { class: "stage__buttons" }, muteButton, startButton, endButton),
+            privacyNotice,
+          ),
+        ),
+      ),
+      h(
+        "section",
+        { class: "card transcript-panel", "aria-labelledby": "transcript-title" },
+        h("div", { class: "section-header" }, h("h2", { id: "transcript-title" }, "Live transcript"), liveBadge),
+        transcriptEmpty,
+        transcriptLog,
+      ),
     ),
   );
   setPhase("idle");

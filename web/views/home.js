@@ -2,8 +2,11 @@
 
 import { get } from "../api.js";
 import { h } from "../dom.js";
-import { companionGrid, companionRow, emptyState, sectionHeader } from "../components.js";
+import { companionGrid, emptyState, lessonRow, sectionHeader } from "../components.js";
 import { icon, subjectTile } from "../icons.js";
+import { isNewAccount } from "./auth.js";
+
+const RECENT_LESSONS = 6;
 
 function buildCallout(app) {
   const usage = app.me && app.me.usage && app.me.usage.companions;
@@ -68,18 +71,22 @@ export async function homeView(ctx) {
   const { app, signal } = ctx;
   if (!app.me) return { title: "Welcome", el: welcome(app) };
 
-  const [popular, recent] = await Promise.all([
-    get("/api/companions?sort=popular&limit=3&page=1", { signal }),
-    get("/api/lessons/recent?limit=8", { signal }).catch(() => ({ items: [] })),
+  // Popular means taught: only companions that have had lessons, most first. Recently completed: the learner's
+  // own finished lessons, each with the length it really had.
+  const [popular, lessons] = await Promise.all([
+    get("/api/companions?sort=popular&taught=true&limit=3&page=1", { signal }),
+    get("/api/me/lessons?limit=20", { signal }),
   ]);
+  const finished = lessons.items.filter((lesson) => lesson.ended_at).slice(0, RECENT_LESSONS);
   const first = app.me.name.split(" ")[0];
+  const greeting = isNewAccount(app.me) ? `Welcome, ${first}` : `Welcome back, ${first}`;
   const el = h(
     "div",
     { class: "stack-lg" },
     h(
       "div",
       { class: "page-head" },
-      h("div", {}, h("p", { class: "eyebrow" }, "Dashboard"), h("h1", {}, `Welcome back, ${first}`)),
+      h("div", {}, h("p", { class: "eyebrow" }, "Dashboard"), h("h1", {}, greeting)),
       h(
         "div",
         { class: "page-head__actions" },
@@ -98,8 +105,9 @@ export async function homeView(ctx) {
         ? companionGrid(popular.items, app, { idSuffix: "-popular" })
         : emptyState({
             iconName: "sparkle",
-            title: "No companions yet",
-            text: "Be the first: build one and it will show up here.",
+            title: "No lessons held yet",
+            text: "Companions show up here once learners have had lessons with them. Find one in the library.",
+            action: h("a", { class: "btn btn--outline", href: "/companions" }, "Browse the library"),
           }),
     ),
     h(
@@ -109,9 +117,10 @@ export async function homeView(ctx) {
         "section",
         { "aria-labelledby": "recent-title", class: "card stack" },
         sectionHeader("Recently completed lessons", { id: "recent-title" }),
-        recent.items.length
-          ? h("ul", { class: "row-list", role: "list" }, recent.items.map((c) => companionRow(c)))
-          : emptyState({ iconName: "clock", title: "No lessons yet", text: "Lessons appear here once they finish." }),
+        finished.length
+          ? h("ul", { class: "row-list", role: "list" }, finished.map(lessonRow))
+          : emptyState({ iconName: "clock", title: "No lessons yet", text: "Your lessons appear here once they finish." }),
+        finished.length ? h("a", { class: "link-arrow", href: "/journey#my-lessons" }, "All my lessons", icon("arrowRight", { size: 16 })) : null,
       ),
       buildCallout(app),
     ),

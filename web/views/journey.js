@@ -1,9 +1,9 @@
 // My journey: profile, counts, my lessons (each opening its transcript), my companions, my bookmarks.
 
 import { get } from "../api.js";
-import { capitalize, formatDate, formatDateTime, formatLength, h, initials } from "../dom.js";
-import { companionGrid, emptyState, endReasonInfo, sectionHeader, usageMeter } from "../components.js";
-import { icon, subjectTile } from "../icons.js";
+import { capitalize, formatDate, h, initials } from "../dom.js";
+import { companionGrid, emptyState, lessonRow, sectionHeader, usageMeter } from "../components.js";
+import { icon } from "../icons.js";
 
 function stat(value, label, iconName) {
   return h(
@@ -12,28 +12,6 @@ function stat(value, label, iconName) {
     h("span", { class: "stat__icon" }, icon(iconName, { size: 22 })),
     h("span", { class: "stat__value" }, String(value)),
     h("span", { class: "stat__label" }, label),
-  );
-}
-
-function lessonRow(lesson) {
-  const companion = lesson.companion || { name: "A deleted companion", subject: "", topic: "" };
-  const info = endReasonInfo(lesson.end_reason, { duration: companion.duration });
-  return h(
-    "li",
-    { class: "row-item", dataset: { lessonId: lesson.id } },
-    companion.subject ? subjectTile(companion.subject, "sm") : h("span", { class: "subject-tile subject-tile--sm" }),
-    h(
-      "div",
-      { class: "row-item__body" },
-      h(
-        "a",
-        { class: "row-item__title", href: `/lessons/${lesson.id}`, "aria-label": `Transcript of the lesson with ${companion.name} on ${formatDateTime(lesson.started_at)}` },
-        companion.name,
-      ),
-      h("span", { class: "row-item__sub" }, `${formatDateTime(lesson.started_at)} · ${lesson.ended_at ? formatLength(lesson.length_seconds) : "not finished"}`),
-    ),
-    h("span", { class: `badge badge--${lesson.ended_at ? info.tone : "live"}` }, lesson.ended_at ? info.short : "In progress"),
-    h("a", { class: "btn btn--ghost btn--sm row-item__action", href: `/lessons/${lesson.id}`, tabindex: "-1", "aria-hidden": "true" }, icon("transcript", { size: 18 }), "Transcript"),
   );
 }
 

@@ -4,6 +4,7 @@ import { get, withQuery } from "../api.js";
 import { announce, capitalize, h, plural } from "../dom.js";
 import { companionGrid, emptyState, pagination } from "../components.js";
 import { icon } from "../icons.js";
+import { classCompanionsSection } from "./join.js"; // school console: class companions first
 
 const PAGE_SIZE = 9;
 const SORTS = [
@@ -95,7 +96,7 @@ export async function libraryView(ctx) {
       : `${plural(data.total, "companion")} in the library`;
     results.replaceChildren(
       data.items.length
-        ? companionGrid(data.items, app)
+        ? companionGrid(data.items, app, { headingLevel: "h2" }) // the cards sit straight under the h1
         : emptyState({
             iconName: "search",
             title: filtered ? "No companions match" : "The library is empty",
@@ -153,5 +154,9 @@ export async function libraryView(ctx) {
     status,
     results,
   );
+  // -- school console: the learner's class companions come first (drawn by web/views/join.js) --
+  const fromClasses = await classCompanionsSection(app, ctx.signal);
+  if (fromClasses) el.insertBefore(fromClasses, form);
+  // -- end school console --
   return { title: "Companion library", el, cleanup: () => clearTimeout(typingTimer) };
 }
