@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from quart_schema.validation import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter, Map
 
-from server import instances, retention, safety
+from server import instances, materials, recaps, retention, safety, teaching
 from server.api import guard
 from server.errors import AppError, BadRequest
 from server.settings import Settings
@@ -48,9 +49,17 @@ LARGE_BODY_PATHS = {"/api/vapi/webhook": 16 * 1024 * 1024}
 class TutorRequest(Request):
     """A request whose body limit depends on its route and whose JSON body every route gets parsed safely."""
 
+    # (path pattern, limit) of routes that take uploads, from the settings: create_app sets them per app.
+    upload_limits: tuple[tuple[re.Pattern[str], int], ...] = ()
+
     def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
         if path in LARGE_BODY_PATHS:
             kwargs["max_content_length"] = LARGE_BODY_PATHS[path]
+        elif method == "POST":
+            for pattern, limit in self.upload_limits:
+                if pattern.fullmatch(path):
+                    kwargs["max_content_length"] = limit
+                    break
         super().__init__(method, scheme, path, *args, **kwargs)
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
@@ -175,7 +184,13 @@ def _register_metrics(app: Quart, registry: CollectorRegistry) -> None:
 def create_app(settings: Settings, **overrides: Any) -> Quart:
     """Build an app for these settings; nothing connects or loads until the app starts serving."""
     app = Quart(__name__, static_folder=None)
-    app.request_class = TutorRequest
+    from server.api import materials as material_routes
+
+    class AppRequest(TutorRequest):
+        # A material's upload may be as large as the settings allow; every other route keeps 1 MiB.
+        upload_limits = ((material_routes.UPLOAD_PATH, material_routes.upload_limit(settings)),)
+
+    app.request_class = AppRequest
     app.url_map.converters["int"] = IdConverter
     app.config.update(
         SECRET_KEY=_secret_key(settings),
@@ -205,11 +220,22 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     screening = state.extras[safety.EXTRAS_KEY] = safety.Safety(
         settings, db, language_model=lambda: state.voice.language_model if state.voice is not None else None
     )
+    # After each quiz lesson, judges which review questions the learner answered right; same model.
+    judge = state.extras[teaching.EXTRAS_KEY] = teaching.ReviewJudge(
+        settings, db, language_model=lambda: state.voice.language_model if state.voice is not None else None
+    )
+    # The teachers' materials: uploads, and the passages each lesson's turns are given.
+    library = state.extras[materials.EXTRAS_KEY] = materials.Materials(settings, db)
+    # Writes each lesson's recap once it ends, and keeps the learner's facts; same model.
+    recapper = state.extras[recaps.EXTRAS_KEY] = recaps.Recaps(
+        settings, db, language_model=lambda: state.voice.language_model if state.voice is not None else None
+    )
     if settings.voice.backend == "local":
         from server.lesson_recorder import stored_lessons
         from server.pipeline.service import VoiceService
 
-        state.voice = VoiceService(settings, stored_lessons(db, screening))
+        recorders = stored_lessons(db, screening, teaching=judge, materials=library, recaps=recapper)
+        state.voice = VoiceService(settings, recorders)
 
     _register_errors(app)
     if settings.observability.metrics:
@@ -231,6 +257,10 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     blueprints = [system.bp, auth.bp, sso.bp, companions.bp, lessons.bp, me.bp, voice.bp, voices.bp, vapi.bp]
     # The school console: teachers' classes, administration, safety flags and alerts.
     blueprints += [classes.bp, admin.bp, safety_routes.bp]
+    blueprints.append(material_routes.bp)
+    from server.api import recaps as recap_routes
+
+    blueprints.append(recap_routes.bp)
     # Last: the page's catch-all.
     blueprints.append(web.bp)
     for blueprint in blueprints:
@@ -246,6 +276,7 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
         # Deletes transcripts older than the school's retention days, every retention.interval_secs.
         pruner = state.extras[retention.EXTRAS_KEY] = retention.RetentionKeeper(db, settings)
         pruner.start()
+        await recapper.start()
         if state.voice is not None and getattr(settings.voice, "preload", True):
             await state.voice.start()
 
@@ -258,6 +289,10 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
             await state.voice.close()
         # After the lessons ended: stores their last screening results, then stops sending alerts.
         await screening.close()
+        await library.close()
+        await judge.close()
+        # Recaps not written yet stay pending, and are written when the server starts again.
+        await recapper.close()
         # After the voice service ended its live lessons: ends the ones it never ran (no offer came).
         keeper = state.extras.pop(instances.EXTRAS_KEY, None)
         if keeper is not None:

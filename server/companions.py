@@ -38,6 +38,8 @@ Subject = Literal["maths", "language", "science", "history", "coding", "geograph
 # An installed voice's id ("en_US-joe-medium"), checked against the server's voices when a companion is saved.
 Voice = Annotated[str, Field(min_length=1, max_length=MAX_VOICE_ID)]
 Style = Literal["formal", "casual"]
+# How it teaches (server/teaching.py): explains, guides with questions, or quizzes on past recaps' questions.
+Teaching = Literal["explain", "socratic", "quiz"]
 Sort = Literal["recent", "popular", "name"]
 
 
@@ -51,6 +53,7 @@ class CompanionIn(_In):
     topic: str = Field(min_length=1, max_length=200)
     voice: Voice
     style: Style
+    teaching: Teaching = "explain"
     duration: int = Field(ge=1, le=120, description="Lesson length in whole minutes.")
 
 
@@ -60,6 +63,7 @@ class CompanionPatch(_In):
     topic: str | None = Field(default=None, min_length=1, max_length=200)
     voice: Voice | None = None
     style: Style | None = None
+    teaching: Teaching | None = None
     duration: int | None = Field(default=None, ge=1, le=120)
 
 
@@ -75,6 +79,7 @@ class CompanionOut(BaseModel):
     topic: str
     voice: str
     style: str
+    teaching: str
     duration: int
     author: AuthorOut
     is_mine: bool
@@ -115,6 +120,7 @@ def view(row: store.CompanionRow, viewer_id: int) -> dict[str, Any]:
         "topic": c.topic,
         "voice": c.voice,
         "style": c.style,
+        "teaching": c.teaching,
         "duration": c.duration,
         "author": {"id": c.author_id, "name": row.author_name},
         "is_mine": c.author_id == viewer_id,

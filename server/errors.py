@@ -56,6 +56,11 @@ class Gone(AppError):
     default_code = "gone"
 
 
+class PayloadTooLarge(AppError):
+    status = 413
+    default_code = "too_large"
+
+
 class ServiceUnavailable(AppError):
     status = 503
     default_code = "unavailable"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from server import teaching
 from server.lessons import LiveLesson
 from server.settings import Settings
 from server.timeutil import as_utc
+
+if TYPE_CHECKING:
+    from server.recaps import Memory
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,10 @@ class LessonBrief:
     # something flagged high.
     redirect: str = ""
     support: str = ""
+    # How the companion teaches (server/teaching.py); a socratic tutor's reply that would state the answer to
+    # the learner's sum is replaced by `guiding_question` (server/pipeline/socratic.py).
+    teaching: str = "explain"
+    guiding_question: str = ""
 
     def seconds_left(self, now: datetime | None = None) -> float:
         """What is left of the lesson: its clock runs from when it started, so a reconnect (a reload, another
@@ -44,16 +53,30 @@ def lesson_length_secs(settings: Settings, duration_minutes: int) -> float:
     return min(seconds, cap) if cap > 0 else seconds
 
 
-def brief_lesson(settings: Settings, live: LiveLesson) -> LessonBrief:
-    """Turn a live lesson's companion into its prompt, greeting, goodbye, voice and length."""
+def brief_lesson(settings: Settings, live: LiveLesson, memory: Memory | None = None) -> LessonBrief:
+    """Turn a live lesson's companion into its prompt, greeting, goodbye, voice and length.
+
+    With `memory` (server/recaps.py: the last recaps with this companion and the learner's facts), the prompt
+    carries it and the greeting welcomes the learner back with what the last lesson covered.
+    """
     voice = settings.voice
     companion = live.companion
     fields = {"subject": companion.subject, "topic": companion.topic, "style": companion.style, "name": companion.name}
+    system_prompt = (
+        voice.system_prompt.format(**fields)
+        + "\n"
+        + teaching.instruction(voice.teaching, companion.teaching, live.review_questions)
+    )
+    greeting = voice.first_message.format(**fields)
+    if memory is not None:
+        remembered = memory.prompt(settings.recaps)
+        system_prompt = f"{system_prompt}\n{remembered}" if remembered else system_prompt
+        greeting = memory.greeting(settings.recaps, fields) or greeting
     return LessonBrief(
         lesson_id=live.lesson_id,
         learner_id=live.learner_id,
-        system_prompt=voice.system_prompt.format(**fields),
-        greeting=voice.first_message.format(**fields),
+        system_prompt=system_prompt,
+        greeting=greeting,
         goodbye=voice.goodbye_message.format(**fields),
         apology=voice.apology_message,
         voice=companion.voice,
@@ -62,4 +85,6 @@ def brief_lesson(settings: Settings, live: LiveLesson) -> LessonBrief:
         started_at=as_utc(live.started_at),
         redirect=settings.safety.redirect_message.format(**fields),
         support=settings.safety.support_message,
+        teaching=companion.teaching,
+        guiding_question=voice.teaching.socratic_guiding_question,
     )

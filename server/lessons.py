@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -9,13 +11,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import plans
+from server import plans, teaching
 from server.accounts import CurrentUser
 from server.companions import LIBRARY_CACHE_SECS, CompanionOut, to_out, view
 from server.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from server.recaps import RecapOut, recap_out, summary
 from server.settings import Settings
 from server.store import companions as companion_store
 from server.store import lessons as store
+from server.store import recaps as recap_store
 from server.store import users as user_store
 from server.store.db import Database
 from server.store.models import Lesson, TranscriptEntry
@@ -24,11 +28,24 @@ from server.timeutil import as_utc
 Role = Literal["user", "assistant"]
 
 
+class SourceOut(BaseModel):
+    """A passage of the teacher's materials that the tutor was given for its line (server/materials.py)."""
+
+    material_id: int
+    material: str
+    position: int
+    page: int | None = None
+    heading: str | None = None
+    excerpt: str
+
+
 class TranscriptOut(BaseModel):
     order: int
     role: str
     text: str
     at: datetime
+    # The tutor's line's sources; null for the learner's lines and lines that drew on none.
+    sources: list[SourceOut] | None = None
 
 
 class ErasedCompanionOut(BaseModel):
@@ -49,6 +66,9 @@ class LessonOut(BaseModel):
     length_seconds: int | None
     end_reason: str | None
     transcript: list[TranscriptOut] | None = None
+    # One lesson's recap (null until one is asked for: server/recaps.py); a history list gives what it covered.
+    recap: RecapOut | None = None
+    recap_summary: str | None = None
 
 
 class LessonList(BaseModel):
@@ -64,6 +84,7 @@ class CompanionView:
     voice: str
     style: str
     duration: int
+    teaching: str = "explain"
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,8 @@ class LiveLesson:
     learner_id: int
     started_at: datetime
     companion: CompanionView
+    # A quiz: the review questions of past recaps not yet answered right (server/teaching.py).
+    review_questions: tuple[str, ...] = ()
 
 
 def _lesson_companion(
@@ -99,6 +122,7 @@ def _lesson_view(
     transcript: list[TranscriptEntry] | None = None,
 ) -> dict[str, Any]:
     """The lesson as `LessonOut` shows it, as a plain dict: what the read routes encode as it is (see `view`)."""
+    recap = lesson.recap if isinstance(lesson, store.LessonRecord) else None
     return {
         "id": lesson.id,
         "companion": companion,
@@ -108,7 +132,18 @@ def _lesson_view(
         "end_reason": lesson.end_reason,
         "transcript": None
         if transcript is None
-        else [{"order": t.position, "role": t.role, "text": t.text, "at": as_utc(t.at)} for t in transcript],
+        else [
+            {
+                "order": t.position,
+                "role": t.role,
+                "text": t.text,
+                "at": as_utc(t.at),
+                "sources": json.loads(t.sources) if t.sources else None,
+            }
+            for t in transcript
+        ],
+        "recap": None,
+        "recap_summary": summary(*recap) if recap is not None else None,
     }
 
 
@@ -207,7 +242,10 @@ async def lesson_for_reader(session: AsyncSession, reader: CurrentUser, lesson_i
     ids = [] if lesson.companion_id is None else [lesson.companion_id]
     rows = await companion_store.rows_by_ids(session, reader.id, ids, archived=True)
     transcript = await store.transcript(session, lesson_id)
-    return _lesson_out(lesson, _lesson_companion(lesson, rows, reader.id), transcript), lesson.learner_id
+    out = _lesson_out(lesson, _lesson_companion(lesson, rows, reader.id), transcript)
+    recap = await recap_store.get(session, lesson_id)
+    out.recap = recap_out(recap) if recap is not None else None
+    return out, lesson.learner_id
 
 
 async def lessons_for_reader(db: Database, reader: CurrentUser, learner_id: int, limit: int) -> list[dict[str, Any]]:
@@ -225,10 +263,15 @@ async def _live_lesson(db: Database, lesson_id: int, learner_id: int | None) -> 
             raise Conflict("lesson_ended", "This lesson has ended; start a new one.")
         # An archived companion still teaches the lessons already started with it.
         c = None if lesson.companion_id is None else await companion_store.get(session, lesson.companion_id)
+        questions = (
+            await teaching.open_questions(session, lesson.learner_id, c.id)
+            if c is not None and c.teaching == "quiz"
+            else []
+        )
     if c is None:
         raise Conflict("companion_deleted", "This lesson's companion was deleted; start a lesson with another one.")
-    view = CompanionView(c.id, c.name, c.subject, c.topic, c.voice, c.style, c.duration)
-    return LiveLesson(lesson.id, lesson.learner_id, as_utc(lesson.started_at), view)
+    view = CompanionView(c.id, c.name, c.subject, c.topic, c.voice, c.style, c.duration, c.teaching)
+    return LiveLesson(lesson.id, lesson.learner_id, as_utc(lesson.started_at), view, review_questions=tuple(questions))
 
 
 async def get_live_lesson(db: Database, lesson_id: int, learner_id: int, *, holder: str | None = None) -> LiveLesson:
@@ -250,12 +293,15 @@ async def get_call_lesson(db: Database, lesson_id: int) -> LiveLesson:
     return await _live_lesson(db, lesson_id, None)
 
 
-async def append_transcript(db: Database, lesson_id: int, role: Role, text: str) -> None:
-    """Append one final utterance; entries are numbered in the order they arrive."""
+async def append_transcript(
+    db: Database, lesson_id: int, role: Role, text: str, *, sources: Sequence[Mapping[str, Any]] = ()
+) -> None:
+    """Append one final utterance (a tutor line with the `sources` it drew on); numbered in the order they arrive."""
     async with db.write() as session:
         if await store.lock(session, lesson_id) is None:
             raise NotFound("lesson_not_found", "No lesson with that id.")
-        await store.append_entry(session, lesson_id, role, text)
+        stored = json.dumps([dict(s) for s in sources], ensure_ascii=False) if sources else None
+        await store.append_entry(session, lesson_id, role, text, sources=stored)
 
 
 async def end_lesson(db: Database, lesson_id: int, reason: str, *, ended_at: datetime | None = None) -> None:

@@ -147,6 +147,44 @@ SPEECH_CORES_PER_LESSON = 0.15
 # and what the bundled model adds when it runs in-process on the CPU (25% of a core a lesson in all).
 # language_model.py scales it by file size for another GGUF: llama.cpp reads every weight for every token.
 BUNDLED_LLM_CORES_PER_LESSON = 0.10
+
+
+class TeachingSettings(_Section):
+    """How a companion teaches (server/teaching.py): each style's instruction, added to the system prompt."""
+
+    explain: str = (
+        "Teach by explaining: introduce one idea at a time with a simple example, then ask a short question to "
+        "check the student followed."
+    )
+    socratic: str = (
+        "Teach the Socratic way: guide the student with one short question at a time so they work things out "
+        "themselves. When the student is working on a problem, never give its answer or do it for them, even if "
+        "they ask for it: ask a question that leads them to the next step instead. When they get it right, say "
+        "so and ask them why it works."
+    )
+    # {questions}: the open review questions from the learner's past recaps with this companion, one a line.
+    quiz: str = (
+        "Teach by quizzing: ask the student these review questions from earlier lessons, one at a time, and "
+        "wait for each answer. Say whether it is right; if it is not, explain briefly, then go on to the next. "
+        "When they are done, ask new short questions on the topic.\nReview questions:\n{questions}"
+    )
+    # A quiz with no open review questions (no recaps yet, or every question answered right).
+    quiz_without_questions: str = (
+        "Teach by quizzing: ask the student short questions on the topic, one at a time, say whether each "
+        "answer is right and explain briefly when it is not."
+    )
+    # How many open review questions a quiz lists (the least asked first).
+    quiz_questions: int = Field(default=5, ge=1, le=20)
+    # Socratic lessons: said instead of a reply that would state the answer to a sum the learner is working on
+    # (server/pipeline/socratic.py); {problem} is the sum as the learner said it ("12 times 7").
+    socratic_guiding_question: str = (
+        "Let's work that out together instead of me telling you. What could be a first step for {problem}?"
+    )
+    # After a quiz lesson the language model judges which review questions were answered right; a judgement
+    # taking longer is given up (logged) and the lesson's progress is not stored.
+    judge_timeout_secs: float = Field(default=30.0, gt=0, le=300)
+
+
 # Lessons are taken until this share of the cores is spoken for: turns come in bursts, and a reply waits when
 # they coincide. On 2 cores that is 8 lessons with the model elsewhere (the most that answered within 2 s at
 # p95 in the benchmark) and 4 with the bundled model.
@@ -203,6 +241,7 @@ class VoiceSettings(_Section):
     stt: STTSettings = Field(default_factory=STTSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
+    teaching: TeachingSettings = Field(default_factory=TeachingSettings)
 
     @field_validator("packet_ms", mode="before")
     @classmethod
@@ -489,6 +528,56 @@ class AlertSettings(_Section):
     max_retry_secs: float = Field(default=600.0, gt=0)
 
 
+class MaterialsSettings(_Section):
+    """A companion's materials (server/materials.py): the files its author attaches, and their passages in lessons."""
+
+    # Off: no passages join the tutor's context (uploads still work).
+    enabled: bool = True
+    # One file at most, and all of one companion's files together.
+    max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_companion_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=4 * 1024 * 1024 * 1024)
+    # A longer PDF is refused (split it): reading each page's text costs time on upload.
+    max_pdf_pages: int = Field(default=300, ge=1, le=10_000)
+    # The best passages for what the learner said that join the model's context on each turn; 0: none.
+    passages_per_turn: int = Field(default=3, ge=0, le=10)
+    # A search taking longer is given up and the tutor answers without passages (the query takes a few ms).
+    search_budget_ms: int = Field(default=150, ge=1, le=5000)
+    # The system message before the passages, which follow as "[1] (handout.pdf, p. 2) ...".
+    prompt: str = (
+        "Passages from your teacher's materials that may help with what the learner just said. Use them only "
+        "if they are relevant, keep your reply short and spoken, and say which passage you used as [1], [2] and so on:"
+    )
+
+
+class RecapSettings(_Section):
+    """Recaps written after every lesson and the memory the next lesson with the same companion starts from
+    (server/recaps.py). The caps below keep that memory to about 300 tokens of the prompt (bench/memory.py)."""
+
+    enabled: bool = True
+    # A lesson where the learner said fewer utterances or words than this gets `too_short_message`, not a recap
+    # (and the model is not asked).
+    min_learner_utterances: int = Field(default=2, ge=0, le=1000)
+    min_learner_words: int = Field(default=8, ge=0, le=100000)
+    too_short_message: str = "This lesson was too short for a recap: talk a little longer next time for one."
+    # The recap request: its time limit, the answer's length, and how much of a long transcript it reads (the
+    # latest part).
+    timeout_secs: float = Field(default=60.0, gt=0, le=600)
+    max_tokens: int = Field(default=400, ge=50, le=4096)
+    transcript_max_chars: int = Field(default=8000, ge=200, le=200000)
+    # What the next lesson starts from: its last `memory_recaps` recaps with the companion (each clipped to
+    # `recap_words` words) and at most `memory_facts` facts about the learner (each at most `fact_words` words).
+    memory_recaps: int = Field(default=2, ge=0, le=10)
+    memory_facts: int = Field(default=6, ge=0, le=30)
+    recap_words: int = Field(default=30, ge=5, le=200)
+    fact_words: int = Field(default=15, ge=3, le=60)
+    # Said instead of voice.first_message when an earlier lesson with the companion has a recap; {covered} is what
+    # it covered (at most `greeting_words` words), and {topic}, {subject}, {name} come from the companion.
+    welcome_back_message: str = "Welcome back! Last time we covered {covered}. Today we'll keep going with {topic}."
+    greeting_words: int = Field(default=20, ge=3, le=100)
+    # Heads the memory in the system prompt.
+    memory_intro: str = "You have taught this learner before. Build on it, and do not recite it back to them."
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings()` is the defaults alone; `load_settings` adds a file and an environment."""
 
@@ -512,6 +601,8 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     safety: SafetySettings = SafetySettings()
     alerts: AlertSettings = AlertSettings()
+    materials: MaterialsSettings = MaterialsSettings()
+    recaps: RecapSettings = RecapSettings()
 
     @property
     def database_url(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 
-from server import accounts, classes, companions, lessons
+from server import accounts, classes, companions, lessons, teaching
 from server.accounts import MeOut
 from server.api.auth import current_user, login_required
 from server.api.schema import json_response, validate_querystring
@@ -15,6 +15,7 @@ from server.classes import MyClasses
 from server.companions import CompanionList, CompanionPage
 from server.lessons import LessonList
 from server.state import get_state
+from server.teaching import ProgressOut
 
 bp = Blueprint("me", __name__, url_prefix="/api/me")
 
@@ -73,3 +74,11 @@ async def my_classes() -> MyClasses:
 async def leave_class(class_id: int) -> tuple[str, int]:
     await classes.leave(get_state().db, current_user(), class_id)
     return "", 204
+
+
+@bp.get("/progress")
+@login_required
+@json_response(ProgressOut)
+async def my_progress() -> ProgressOut:
+    """Per companion, the review questions of my past recaps and which I have answered right in a quiz."""
+    return await teaching.progress(get_state().db, current_user())

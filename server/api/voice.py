@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import validate_request, validate_response
 
-from server import lessons
+from server import lessons, recaps
 from server.api.auth import current_user, login_required
 from server.errors import ServiceUnavailable
 from server.instances import InstanceKeeper
@@ -69,7 +69,10 @@ async def offer(lesson_id: int, data: OfferIn) -> AnswerOut:
     # The process that answers the offer runs the pipeline, so it holds the lesson from now on.
     holder = InstanceKeeper.holder_id(state.extras)
     live = await lessons.get_live_lesson(state.db, lesson_id, current_user().id, holder=holder)
-    answer = await _voice_service().offer(brief_lesson(state.settings, live), data.sdp, data.type, data.pc_id)
+    # What the lesson starts from (its last recaps with the companion, the learner's facts): read once, here.
+    memory = await recaps.memory_for(state.db, state.settings, live.learner_id, live.companion.id, live.lesson_id)
+    brief = brief_lesson(state.settings, live, memory)
+    answer = await _voice_service().offer(brief, data.sdp, data.type, data.pc_id)
     return AnswerOut(sdp=answer["sdp"], type="answer", pc_id=answer["pc_id"])
 
 

@@ -39,8 +39,10 @@ from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from server.pipeline.materials import AddPassages, Retrieve
 from server.pipeline.phrases import sentences
 from server.pipeline.screening import Screening, ScreenLearnerTurns, ScreenTutorReplies, aggregator_like
+from server.pipeline.socratic import AnswerGuard, guard_answers
 from server.pipeline.stages import OnStageError, make_stt, make_tts
 from server.pipeline.turn import QuestionAwareTurnStop, SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from server.pipeline.webrtc import LessonTransport
@@ -62,6 +64,7 @@ class PipelineHooks:
     on_speech: Callable[[str, bool], None]  # (role, started): someone started or stopped speaking
     on_caption: Callable[[str], None]  # what the tutor has said so far of its current line
     screening: Screening | None = None  # the safety checks and where their findings go; None: not screened
+    materials: Retrieve | None = None  # the teacher's passages for what the learner said; None: none
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class LessonPipeline:
     assistant_aggregator: LLMAssistantAggregator
     llm: OpenAILLMService
     latency: UserBotLatencyObserver | None
+    passages: AddPassages | None = None  # the sources of what the model was last given (materials.py)
 
 
 def build_lesson_pipeline(
@@ -109,6 +113,10 @@ def build_lesson_pipeline(
     fixed_phrases: tuple[str, ...] = (brief.greeting, brief.goodbye, brief.apology, settings.silence_prompt_message)
     if hooks.screening is not None:
         fixed_phrases += (brief.redirect, brief.support)
+    screening = hooks.screening
+    if brief.teaching == "socratic":
+        # The same screening stage also keeps a socratic tutor from saying the answer to the learner's sum.
+        screening = guard_answers(screening, AnswerGuard(brief.guiding_question))
     tts = make_tts(
         settings,
         models,
@@ -118,15 +126,17 @@ def build_lesson_pipeline(
         fixed_phrases=[sentence for phrase in fixed_phrases for sentence in sentences(phrase)],
     )
 
+    passages = AddPassages(hooks.materials)
     pipeline = Pipeline(
         [
             transport.input(),  # learner's microphone (Opus -> 16 kHz PCM)
             stt,  # each VAD-delimited segment -> text, started at the first pause
             user_aggregator,  # VAD + smart-turn decide the turn is over -> context
             DropLearnerAudio(),
-            ScreenLearnerTurns(hooks.screening, brief.support),  # a turn flagged high: the support message
+            ScreenLearnerTurns(screening, brief.support),  # a turn flagged high: the support message
+            passages,  # the teacher's passages for what the learner said -> context
             llm,  # streamed reply from the OpenAI-compatible endpoint or the embedded model
-            ScreenTutorReplies(hooks.screening, brief.redirect, aggregator_like(tts)),  # flagged: the redirect
+            ScreenTutorReplies(screening, brief.redirect, aggregator_like(tts)),  # flagged: the redirect
             tts,  # piper, sentence by sentence
             transport.output(),  # tutor's voice to the learner
             SpeechEvents(brief.lesson_id, hooks.on_speech, hooks.on_caption),  # who speaks, live captions
@@ -143,7 +153,7 @@ def build_lesson_pipeline(
         enable_turn_tracking=False,  # OpenTelemetry turn spans: not used, and it watches every frame
         observers=[latency] if latency is not None else [],
     )
-    return LessonPipeline(worker, transport, user_aggregator, assistant_aggregator, llm, latency)
+    return LessonPipeline(worker, transport, user_aggregator, assistant_aggregator, llm, latency, passages)
 
 
 def _turn_taking(turn: TurnSettings, models: SharedModels) -> LLMUserAggregatorParams:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Message = dict[str, Any]
 
 
-def transcript_message(role: str, text: str, final: bool) -> Message:
-    return {
+def transcript_message(role: str, text: str, final: bool, sources: Sequence[Mapping[str, Any]] = ()) -> Message:
+    """`sources`: the teacher's passages a final tutor line drew on (not one of Vapi's fields; the page shows them)."""
+    message: Message = {
         "type": "transcript",
         "role": role,
         "transcriptType": "final" if final else "partial",
         "transcript": text,
     }
+    if sources:
+        message["sources"] = [dict(s) for s in sources]
+    return message
 
 
 def speech_message(role: str, started: bool) -> Message:

@@ -40,6 +40,8 @@ class Finding(Protocol):
     @property
     def action(self) -> str: ...  # "support", "replaced" or "none"
 
+    # A "replaced" finding may carry `say`, its own words instead of the redirect (server/pipeline/socratic.py).
+
 
 @dataclass(frozen=True)
 class Screening:
@@ -180,10 +182,11 @@ class ScreenTutorReplies(FrameProcessor):
         the piece to the voice, or cut the reply there and say the redirect instead."""
         assert self._screening is not None
         finding = self._screening.tutor(self._written)
-        if finding is not None and finding.action == "replaced" and self._redirect:
+        instead = (getattr(finding, "say", "") or self._redirect) if finding is not None else ""
+        if finding is not None and finding.action == "replaced" and instead:
             self._finding = finding
             await self._aggregator.reset()
-            for sentence in sentences(self._redirect):
+            for sentence in sentences(instead):
                 await self.push_frame(AggregatedTextFrame(sentence, TextType.SENTENCE))
             return
         await self.push_frame(AggregatedTextFrame(text, kind))

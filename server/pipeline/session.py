@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipecat.frames.frames import EndFrame, ErrorFrame, OutputTransportMessageFrame
@@ -107,6 +107,7 @@ class LessonSession:
             on_speech=self.on_speech,
             on_caption=lambda text: self.send(transcript_message("assistant", text, final=False)),
             screening=self._recorder.screening,
+            materials=self._recorder.materials,
         )
         model = self._language_model
         built = build_lesson_pipeline(
@@ -146,7 +147,9 @@ class LessonSession:
             if text:
                 if text != brief.apology:
                     self._llm_failures = 0
-                self._final("assistant", text)
+                # The passages the model was given for the turn this line answers, once.
+                sources = built.passages.take_sources() if built.passages is not None else []
+                self._final("assistant", text, sources)
 
         @worker.event_handler("on_pipeline_error")
         async def on_error(_worker: Any, frame: ErrorFrame) -> None:
@@ -221,11 +224,11 @@ class LessonSession:
         self._last_activity = self._learner_active_at = time.monotonic()
         self.send(transcript_message("user", text, final=False))
 
-    def _final(self, role: Literal["user", "assistant"], text: str) -> None:
+    def _final(self, role: Literal["user", "assistant"], text: str, sources: Sequence[Mapping[str, Any]] = ()) -> None:
         """A finished utterance: to the page at once, and to the recorder in the order things were said."""
-        self.send(transcript_message(role, text, final=True))
+        self.send(transcript_message(role, text, final=True, sources=sources))
         if self._persist_transcript:
-            self._queue_write("transcript", self._recorder.on_utterance, role, text)
+            self._queue_write("transcript", self._recorder.on_utterance, role, text, sources)
 
     async def _on_llm_failure(self, frame: ErrorFrame) -> None:
         self._llm_failures += 1

@@ -39,6 +39,7 @@ class CompanionRecord:
     topic: str
     voice: str
     style: str
+    teaching: str
     duration: int
     author_id: int
     created_at: datetime
@@ -105,6 +106,7 @@ def record_columns() -> tuple[Any, ...]:
         Companion.topic,
         Companion.voice,
         Companion.style,
+        Companion.teaching,
         Companion.duration,
         Companion.author_id,
         Companion.created_at,
@@ -278,7 +280,8 @@ async def erase(session: AsyncSession, companion: Companion) -> None:
 
 
 async def create(session: AsyncSession, author_id: int, fields: Mapping[str, Any]) -> Companion:
-    """Insert a companion by this author with these columns (name, subject, topic, voice, style, duration)."""
+    """Insert a companion by this author with these columns (name, subject, topic, voice, style, teaching,
+    duration)."""
     companion = Companion(author_id=author_id, **fields)
     session.add(companion)
     await session.flush()

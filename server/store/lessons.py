@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store import companions as companion_store
-from server.store.models import Bookmark, Companion, Lesson, TranscriptEntry, User
+from server.store.models import Bookmark, Companion, Lesson, LessonRecap, TranscriptEntry, User
 
 
 async def count_for_learner(session: AsyncSession, learner_id: int, since: datetime | None = None) -> int:
@@ -35,9 +36,11 @@ class LessonRecord:
     ended_at: datetime | None
     length_seconds: int | None
     end_reason: str | None
+    # The lesson's recap status and what it covered (server/recaps.py), read with the history; None without one.
+    recap: tuple[str, str] | None = None
 
 
-_LESSON_COLUMNS = tuple(getattr(Lesson, name) for name in LessonRecord.__slots__)
+_LESSON_COLUMNS = tuple(getattr(Lesson, name) for name in LessonRecord.__slots__ if name != "recap")
 
 
 def latest_companion_ids(conn: Connection, limit: int) -> list[int]:
@@ -69,11 +72,18 @@ _COMPANION_END = _LESSON_WIDTH + companion_store.RECORD_WIDTH
 # Built once, with its parameters bound at each call: a learner's history is one statement, each lesson with
 # its companion as it is now (archived ones too; none once erased) and the learner's own bookmark flag on it.
 _HISTORY = (
-    select(*_LESSON_COLUMNS, *companion_store.record_columns(), Bookmark.learner_id.is_not(None))
+    select(
+        *_LESSON_COLUMNS,
+        *companion_store.record_columns(),
+        Bookmark.learner_id.is_not(None),
+        LessonRecap.status,
+        LessonRecap.covered,
+    )
     .select_from(Lesson)
     .outerjoin(Companion, Companion.id == Lesson.companion_id)
     .outerjoin(User, User.id == Companion.author_id)
     .outerjoin(Bookmark, and_(Bookmark.companion_id == Companion.id, Bookmark.learner_id == Lesson.learner_id))
+    .outerjoin(LessonRecap, LessonRecap.lesson_id == Lesson.id)
     .where(Lesson.learner_id == bindparam("learner_id"))
     .order_by(Lesson.started_at.desc(), Lesson.id.desc())
     .limit(bindparam("limit"))
@@ -87,7 +97,9 @@ def latest_with_companions(
     lessons: list[LessonRecord] = []
     rows: dict[int, companion_store.CompanionRow] = {}
     for r in conn.execute(_HISTORY, {"learner_id": learner_id, "limit": limit}):
-        lesson = LessonRecord(*r[:_LESSON_WIDTH])
+        status, covered = r[_COMPANION_END + 1 :]
+        columns: tuple[Any, ...] = (*r[:_LESSON_WIDTH], None if status is None else (status, covered))
+        lesson = LessonRecord(*columns)
         lessons.append(lesson)
         if r[_LESSON_WIDTH] is not None:  # the companion's id: NULL once it was erased
             record = companion_store.CompanionRecord(*r[_LESSON_WIDTH:_COMPANION_END])
@@ -179,10 +191,13 @@ async def append_entry(
     *,
     at: datetime | None = None,
     external_id: str | None = None,
+    sources: str | None = None,
 ) -> None:
     """Add an utterance after the lesson's last one; hold the lesson's lock so two appends never share a number."""
     position = await next_position(session, lesson_id)
-    entry = TranscriptEntry(lesson_id=lesson_id, position=position, role=role, text=text, external_id=external_id)
+    entry = TranscriptEntry(
+        lesson_id=lesson_id, position=position, role=role, text=text, external_id=external_id, sources=sources
+    )
     if at is not None:
         entry.at = at
     session.add(entry)

@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -83,6 +85,8 @@ class Companion(Base):
     # An installed voice's name (e.g. "en_US-joe-medium"); "male"/"female" in companions made before 0006.
     voice: Mapped[str] = mapped_column(String(64))
     style: Mapped[str] = mapped_column(String(10))
+    # How it teaches: explain, socratic or quiz (server/teaching.py); checked where a companion is saved.
+    teaching: Mapped[str] = mapped_column(String(10), default="explain", server_default="explain")
     duration: Mapped[int] = mapped_column(Integer)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -151,6 +155,9 @@ class TranscriptEntry(Base):
     # Set for utterances that came from a hosted call's webhook; NULL for the local pipeline's.
     external_id: Mapped[str | None] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The teacher's passages a tutor line was given (JSON: material, position, page, heading, excerpt); NULL for
+    # the learner's lines and for tutor lines that drew on none (server/materials.py).
+    sources: Mapped[str | None] = mapped_column(Text)
 
 
 class Bookmark(Base):
@@ -293,3 +300,125 @@ class SchoolSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --- materials ---
+
+
+class Material(Base):
+    """A file a companion's author attached (PDF, Markdown or plain text), split into passages for the tutor."""
+
+    __tablename__ = "materials"
+    __table_args__ = (
+        # The same file twice on one companion would only repeat its passages.
+        UniqueConstraint("companion_id", "sha256", name="uq_materials_companion_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    companion_id: Mapped[int] = mapped_column(ForeignKey("companions.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Learners may download the file itself; without it they only ever see its name, cited under the tutor's lines.
+    allow_download: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The file in the database, not the data directory: every server process sharing the database serves it, and
+    # deleting the material removes it in the same transaction as its passages. Listings never load it.
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    passages_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MaterialPassage(Base):
+    """One passage of a material (about a paragraph), as the full-text index finds it and the tutor is given it."""
+
+    __tablename__ = "material_passages"
+    __table_args__ = (UniqueConstraint("material_id", "position", name="uq_material_passages_material_position"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    material_id: Mapped[int] = mapped_column(ForeignKey("materials.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # 1, 2, ... in the file's order
+    page: Mapped[int | None] = mapped_column(Integer)  # a PDF's page (from 1); None for text
+    heading: Mapped[str | None] = mapped_column(String(200))  # the Markdown heading it sits under
+    text: Mapped[str] = mapped_column(Text)
+
+
+# The full-text index is the database's own and so not declared above (migration 0008 makes it, and
+# server/store/materials.py queries it): SQLite's FTS5 table over the passages with its shadow tables and triggers,
+# PostgreSQL's generated tsvector column and its GIN index. The schema comparison (Alembic's autogenerate, the
+# migration test) leaves them out through this.
+SEARCH_INDEX_TABLE = "material_passages_fts"
+SEARCH_INDEX_COLUMN = "search_vector"
+SEARCH_INDEX_NAME = "ix_material_passages_search"
+
+
+def declared_in_models(_obj: object, name: str | None, type_: str, reflected: bool, _compare_to: object) -> bool:
+    """Alembic's include_object: False for the full-text index's objects, which the database keeps itself."""
+    if not reflected or name is None:
+        return True
+    if type_ == "table":
+        return not (name == SEARCH_INDEX_TABLE or name.startswith(SEARCH_INDEX_TABLE + "_"))
+    return not (type_ == "column" and name == SEARCH_INDEX_COLUMN) and not (
+        type_ == "index" and name == SEARCH_INDEX_NAME
+    )
+
+
+# --- teaching ---
+
+
+class ReviewProgress(Base):
+    """A review question of a learner's past recaps with one companion that a quiz asked, and how they answered."""
+
+    __tablename__ = "review_progress"
+    __table_args__ = (UniqueConstraint("learner_id", "companion_id", "question", name="uq_review_progress_question"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    companion_id: Mapped[int] = mapped_column(ForeignKey("companions.id", ondelete="CASCADE"))
+    # The question as the recap wrote it (the recaps' review_questions are plain text).
+    question: Mapped[str] = mapped_column(String(500))
+    # The lesson in which it was last asked.
+    lesson_id: Mapped[int | None] = mapped_column(ForeignKey("lessons.id", ondelete="SET NULL"))
+    asked_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The first time the learner answered it right (as the model judged the quiz's transcript).
+    answered_correctly_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- recaps and memory ---
+
+
+class LessonRecap(Base):
+    """What the language model wrote about a finished lesson: what it covered, what was hard, review questions."""
+
+    __tablename__ = "lesson_recaps"
+    __table_args__ = (CheckConstraint("status IN ('pending', 'ready', 'too_short', 'failed')", name="status"),)
+
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # Ready: the model's words; too_short: the sentence saying so; pending and failed: empty.
+    covered: Mapped[str] = mapped_column(Text, default="")
+    hard: Mapped[str] = mapped_column(Text, default="")
+    # A JSON list of two or three questions.
+    review_questions: Mapped[str] = mapped_column(Text, default="[]")
+    # The model that wrote it (NULL when none did).
+    model: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LearnerFact(Base):
+    """Something the tutor remembers about a learner (level, interests, a recurring mistake), per companion.
+
+    Goes with the companion (CASCADE): the memory is that companion's, and erasing it leaves nothing behind.
+    """
+
+    __tablename__ = "learner_facts"
+    __table_args__ = (Index("ix_learner_facts_learner_companion", "learner_id", "companion_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    companion_id: Mapped[int] = mapped_column(ForeignKey("companions.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -446,9 +446,14 @@ async def test_assistant_request_answers_the_lessons_assistant(settings, client,
     assert assistant["model"]["provider"] == "openai" and assistant["model"]["model"] == "gpt-4o"
     system = assistant["model"]["messages"][0]
     assert system["role"] == "system"
-    # The same system-prompt template as local mode, filled from the companion.
-    assert system["content"] == settings.voice.system_prompt.format(
-        name="Neura the Brainy Explorer", subject="science", topic="Photosynthesis", style=style
+    # The same system-prompt template as local mode, filled from the companion, with how it teaches.
+    assert (
+        system["content"]
+        == settings.voice.system_prompt.format(
+            name="Neura the Brainy Explorer", subject="science", topic="Photosynthesis", style=style
+        )
+        + "\n"
+        + settings.voice.teaching.explain
     )
     assert f"Keep your style of conversation {style}" in system["content"]
     assert assistant["firstMessage"] == "Hello, let's start the session. Today we'll be talking about Photosynthesis."

@@ -178,10 +178,21 @@ async def start_lesson(tmp_path: Path, voice_models: SharedModels) -> AsyncItera
         )
         app = create_app(settings)
         test_app = app.test_app()
+        # Quart's test default (6 s) is shorter than a shutdown that ends a live lesson (up to 5 s) and then closes
+        # the screening, materials, judge and recap workers, on a loaded 2-core machine.
+        test_app.shutdown_timeout = 30  # type: ignore[attr-defined]
         await test_app.startup()
         state = get_state(app)
         # Share the session's models instead of loading them per test.
-        state.voice = VoiceService(settings, stored_lessons(state.db, state.extras["safety"]), models=voice_models)
+        extras = state.extras
+        recorders = stored_lessons(
+            state.db,
+            extras["safety"],
+            teaching=extras["teaching"],
+            materials=extras["materials"],
+            recaps=extras["recaps"],
+        )
+        state.voice = VoiceService(settings, recorders, models=voice_models)
         stack.push_async_callback(state.voice.close)
         client = app.test_client()
         await register(client)

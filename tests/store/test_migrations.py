@@ -11,7 +11,7 @@ from sqlalchemy import text
 from server.settings import Settings
 from server.state import get_state
 from server.store.db import Database
-from server.store.models import Base
+from server.store.models import Base, declared_in_models
 
 
 async def test_migrated_schema_matches_models(app):
@@ -19,7 +19,12 @@ async def test_migrated_schema_matches_models(app):
     current, head = await db.schema_status()
     assert current == head
     async with db.engine.connect() as conn:
-        diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+        # Leaving out the materials' full-text index (SQLite's FTS5 tables, PostgreSQL's tsvector column and its
+        # GIN index), which migration 0008 makes and the database keeps: the models do not declare it.
+        opts = {"include_object": declared_in_models}
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync, opts=opts), Base.metadata)
+        )
     assert diff == []
 
 

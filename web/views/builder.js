@@ -166,6 +166,7 @@ export async function builderView(ctx) {
     topic: "",
     voice: app.config.default_voice || "",
     style: "casual",
+    teaching: "explain",
     duration: 15,
   };
   // A companion made before voices had names ("male"/"female") shows the voice it actually speaks with.
@@ -234,6 +235,16 @@ export async function builderView(ctx) {
       }),
       field({ id: "companion-duration", label: "Lesson length", control: durationSelect }),
     ),
+    choiceGroup({
+      name: "teaching",
+      legend: "How it teaches",
+      value: values.teaching || "explain",
+      options: [
+        { value: "explain", label: "Explains" },
+        { value: "socratic", label: "Guides with questions" },
+        { value: "quiz", label: "Quizzes past lessons" },
+      ],
+    }),
     submit,
   );
 
@@ -242,7 +253,7 @@ export async function builderView(ctx) {
     const data = Object.fromEntries(new FormData(form));
     // Numbers go as numbers; anything empty is sent as-is so the server explains what is missing.
     if (data.duration !== undefined && data.duration !== "") data.duration = Number(data.duration);
-    for (const key of ["name", "subject", "topic", "voice", "style"]) if (data[key] === undefined) data[key] = "";
+    for (const key of ["name", "subject", "topic", "voice", "style", "teaching"]) if (data[key] === undefined) data[key] = "";
     alertSlot.replaceChildren();
     showFieldErrors(form, {});
     submit.disabled = true;

@@ -7,7 +7,9 @@ import { ApiError, del, get, post } from "../api.js";
 import { announce, capitalize, formatClock, h, initials, plural } from "../dom.js";
 import { bookmarkButton, endReasonInfo, subjectBadge } from "../components.js";
 import { icon, subjectLook, subjectTile } from "../icons.js";
+import { recapPanel } from "../recap.js";
 import { voiceName } from "../voices.js";
+import { materialsSection, sourcesNote } from "./materials.js";
 
 /** Load the voice client the server's config names: ours, or the hosted SDK (the one import that differs). */
 async function createVoiceClient(config, call) {
@@ -60,6 +62,8 @@ function errorText(err) {
 export async function companionView(ctx) {
   const { app, params, signal } = ctx;
   const companion = await get(`/api/companions/${params.id}`, { signal });
+  // The author's materials (upload, downloads, delete), or for others their names; null when there is nothing.
+  const materials = await materialsSection(companion, app, { signal });
   const look = subjectLook(companion.subject);
   const totalSeconds = companion.duration * 60;
 
@@ -69,6 +73,7 @@ export async function companionView(ctx) {
   let hosted = false; // the call runs on Vapi, which records it through webhooks
   let endedReason = null;
   let userEnded = false;
+  let wentLive = false; // the lesson connected, so it gets a recap when it ends (local lessons: hosted ones have no model of ours)
   let clockTimer = 0;
   let endsAt = 0;
   let level = 0;
@@ -285,6 +290,14 @@ export async function companionView(ctx) {
       lastBubble._final.append(document.createTextNode(sep + text));
       lastBubble._partial.textContent = "";
       lastBubble.classList.remove("is-partial");
+      // The teacher's passages this line drew on, named under the tutor's bubble.
+      if (Array.isArray(message.sources) && message.sources.length) {
+        lastBubble._sources = [...(lastBubble._sources || []), ...message.sources];
+        const note = sourcesNote(lastBubble._sources);
+        if (lastBubble._sourcesNote) lastBubble._sourcesNote.replaceWith(note);
+        else lastBubble.append(note);
+        lastBubble._sourcesNote = note;
+      }
     } else {
       lastBubble._partial.textContent = (lastBubble._final.textContent ? " " : "") + text;
       lastBubble.classList.add("is-partial");
@@ -366,6 +379,8 @@ export async function companionView(ctx) {
           actions,
         ),
       ),
+      // Written by the tutor from the transcript once the lesson has ended: shown when ready.
+      wentLive && !hosted && !limit && lessonId !== null ? recapPanel(lessonId, null, { waitForIt: true }) : null,
     );
     announce(`${info.title}. ${limit && detail ? detail : info.text}`, { assertive: info.tone !== "info" });
     // Keyboard users land on the outcome rather than on a button that just vanished.
@@ -379,6 +394,7 @@ export async function companionView(ctx) {
   function wire(voice) {
     voice.on("call-start", () => {
       if (disposed) return;
+      wentLive = true;
       setPhase("live");
       startClock();
       announce("Lesson started. Your tutor will say hello.");
@@ -454,6 +470,7 @@ export async function companionView(ctx) {
     errorSlot.replaceChildren();
     endedReason = null;
     userEnded = false;
+    wentLive = false;
     lastError = "";
     lastBubble = null;
     transcriptList.replaceChildren();
@@ -657,6 +674,7 @@ export async function companionView(ctx) {
         transcriptLog,
       ),
     ),
+    materials,
   );
   setPhase("idle");
 

@@ -4,6 +4,7 @@ import { get } from "../api.js";
 import { capitalize, formatDate, h, initials } from "../dom.js";
 import { companionGrid, emptyState, lessonRow, sectionHeader, usageMeter } from "../components.js";
 import { icon } from "../icons.js";
+import { factsPanel } from "../recap.js";
 
 function stat(value, label, iconName) {
   return h(
@@ -15,15 +16,88 @@ function stat(value, label, iconName) {
   );
 }
 
+/** A lesson's row, with what its recap says it covered (once written). */
+function lessonWithRecap(lesson) {
+  const row = lessonRow(lesson);
+  if (lesson.recap_summary) {
+    row.querySelector(".row-item__body").append(h("span", { class: "row-item__recap" }, lesson.recap_summary));
+  }
+  return row;
+}
+
+/** Per companion, how many review questions of its past recaps the learner has answered right in a quiz. */
+function reviewProgress(progress) {
+  const rows = progress.companions.map((p) => {
+    const summary = `${p.answered_right} of ${p.total} review questions answered right`;
+    const fill = h("span", { class: "review__fill" });
+    fill.style.setProperty("--done", String(p.total ? (100 * p.answered_right) / p.total : 0));
+    return h(
+      "div",
+      { class: "review" },
+      h(
+        "p",
+        { class: "review__title" },
+        h("a", { href: `/companions/${p.companion.id}` }, p.companion.name),
+        h("span", { class: "muted" }, ` · ${summary}`),
+      ),
+      h(
+        "div",
+        {
+          class: "review__bar",
+          role: "progressbar",
+          "aria-label": `${p.companion.name}: ${summary}`,
+          "aria-valuemin": "0",
+          "aria-valuemax": String(p.total),
+          "aria-valuenow": String(p.answered_right),
+        },
+        fill,
+      ),
+      h(
+        "details",
+        { class: "review__details" },
+        h("summary", {}, "Show the questions"),
+        h(
+          "ul",
+          { class: "review__questions", role: "list" },
+          p.questions.map((q) =>
+            h(
+              "li",
+              { class: q.answered_right ? "is-right" : "" },
+              h("span", {}, q.question),
+              h("span", { class: "muted" }, q.answered_right ? "Answered right" : "Not yet"),
+            ),
+          ),
+        ),
+      ),
+    );
+  });
+  return h(
+    "section",
+    { class: "card stack", "aria-labelledby": "my-review" },
+    sectionHeader("Review questions", { id: "my-review" }),
+    rows.length
+      ? h("div", { class: "review-list" }, rows)
+      : emptyState({
+          iconName: "check",
+          title: "No review questions yet",
+          text: "Each lesson's recap adds review questions; a companion that quizzes asks them and keeps score here.",
+        }),
+  );
+}
+
 export async function journeyView(ctx) {
   const { app, signal } = ctx;
-  const [me, lessons, mine, bookmarks] = await Promise.all([
+  // Asked alongside the rest; a server without it (or a failure) leaves the section out.
+  const progressLoad = get("/api/me/progress", { signal }).catch(() => null);
+  const [me, lessons, mine, bookmarks, facts] = await Promise.all([
     app.refreshMe(),
     get("/api/me/lessons?limit=50", { signal }),
     get("/api/me/companions", { signal }),
     get("/api/me/bookmarks", { signal }),
+    get("/api/me/facts", { signal }),
   ]);
   if (!me) return { title: "My journey", el: h("p", {}, "Please sign in.") };
+  const progress = await progressLoad;
 
   const bookmarksGrid = h("div");
   const drawBookmarks = () => {
@@ -82,7 +156,7 @@ export async function journeyView(ctx) {
       { class: "card stack", "aria-labelledby": "my-lessons", id: "my-lessons-section" },
       sectionHeader("My lessons", { id: "my-lessons" }),
       lessons.items.length
-        ? h("ul", { class: "row-list", role: "list" }, lessons.items.map(lessonRow))
+        ? h("ul", { class: "row-list", role: "list" }, lessons.items.map(lessonWithRecap))
         : emptyState({
             iconName: "mic",
             title: "No lessons yet",
@@ -90,6 +164,8 @@ export async function journeyView(ctx) {
             action: h("a", { class: "btn btn--primary", href: "/companions" }, "Find a companion"),
           }),
     ),
+    factsPanel(facts.facts),
+    progress ? reviewProgress(progress) : null,
     h(
       "section",
       { class: "stack", "aria-labelledby": "my-companions" },

@@ -4,6 +4,8 @@ import { get } from "../api.js";
 import { formatDateTime, formatLength, h } from "../dom.js";
 import { emptyState, endReasonInfo, subjectBadge } from "../components.js";
 import { icon, subjectLook, subjectTile } from "../icons.js";
+import { recapPanel } from "../recap.js";
+import { sourcesNote } from "./materials.js";
 
 export async function lessonView(ctx) {
   const { params, signal } = ctx;
@@ -16,8 +18,10 @@ export async function lessonView(ctx) {
   const lines = [];
   for (const line of sorted) {
     const last = lines[lines.length - 1];
-    if (last && last.role === line.role) last.text = `${last.text} ${line.text}`;
-    else lines.push({ role: line.role, text: line.text });
+    if (last && last.role === line.role) {
+      last.text = `${last.text} ${line.text}`;
+      last.sources.push(...(line.sources || []));
+    } else lines.push({ role: line.role, text: line.text, sources: [...(line.sources || [])] });
   }
 
   const transcript = lines.length
@@ -30,6 +34,7 @@ export async function lessonView(ctx) {
             { class: `bubble bubble--${line.role === "user" ? "user" : "assistant"}`, dataset: { role: line.role } },
             h("span", { class: "bubble__who" }, line.role === "user" ? "You" : companion.name),
             h("p", { class: "bubble__text" }, line.text),
+            line.role === "user" ? null : sourcesNote(line.sources),
           ),
         ),
       )
@@ -82,6 +87,7 @@ export async function lessonView(ctx) {
     ended && lesson.end_reason
       ? h("p", { class: "lesson-record__outcome" }, icon("info", { size: 18 }), `${info.title}. ${info.text}`)
       : null,
+    ended && lesson.recap ? recapPanel(lesson.id, lesson.recap) : null,
     h(
       "section",
       { class: "card transcript-panel", "aria-labelledby": "stored-transcript-title" },

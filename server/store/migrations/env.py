@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from server.store.models import Base
+from server.store.models import Base, declared_in_models
 
 target_metadata = Base.metadata
 
@@ -18,6 +18,8 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The materials' full-text index is the database's own, made by 0008 and not declared in the models.
+        include_object=declared_in_models,
     )
     with context.begin_transaction():
         context.run_migrations()

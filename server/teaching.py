@@ -1,0 +1,286 @@
+"""How a companion teaches (explain, socratic, quiz), and the learner's progress on the review questions of past recaps.
+
+The teaching style adds its configured instruction to the lesson's system prompt; a quiz lists the review
+questions the learner has not yet answered right. After a quiz lesson, off the lesson's path, the language model
+reads the transcript and says which of them were asked and which answered right (one line of JSON); that is
+stored per learner and companion, and "my journey" shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import openai
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts import CurrentUser
+from server.settings import Settings, TeachingSettings
+from server.store import teaching as store
+from server.store.db import Database
+from server.timeutil import as_utc
+
+if TYPE_CHECKING:
+    from server.pipeline.language_model import LanguageModel
+
+log = logging.getLogger(__name__)
+
+Teaching = Literal["explain", "socratic", "quiz"]
+TEACHING_STYLES: tuple[str, ...] = ("explain", "socratic", "quiz")
+EXTRAS_KEY = "teaching"
+
+# The judge's instructions: numbered questions in, one line of JSON out, so a small model can do it.
+JUDGE_PROMPT = (
+    "You read the transcript of a spoken quiz between a tutor and a student, and a numbered list of review "
+    "questions. For each question say whether the tutor asked it (in any wording) and whether the student's own "
+    "answer was right. The tutor giving the answer does not count as the student answering right. Answer with "
+    'one line of JSON and nothing else: {"results": [{"question": 1, "asked": true, "correct": false}, ...]}'
+)
+JUDGE_MAX_TOKENS = 200
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+# -- the lesson's prompt ---------------------------------------------------------------------------------------
+
+
+def instruction(settings: TeachingSettings, teaching: str, questions: Sequence[str] = ()) -> str:
+    """What the teaching style adds to the system prompt; a quiz's names its open review questions."""
+    if teaching == "socratic":
+        return settings.socratic
+    if teaching == "quiz":
+        if not questions:
+            return settings.quiz_without_questions
+        listed = "\n".join(f"- {q}" for q in questions[: settings.quiz_questions])
+        return settings.quiz.replace("{questions}", listed)
+    return settings.explain
+
+
+async def open_questions(session: AsyncSession, learner_id: int, companion_id: int, limit: int = 20) -> list[str]:
+    """The review questions a quiz asks next: those not yet answered right, the least asked first, then the oldest
+    (the prompt lists the first voice.teaching.quiz_questions of them)."""
+    found = [q for q in await store.questions(session, learner_id, companion_id) if q.answered_correctly_at is None]
+    found.sort(key=lambda q: q.asked_count)  # stable: oldest lesson first among the equally asked
+    return [q.question for q in found[:limit]]
+
+
+# -- what "my journey" shows --------------------------------------------------------------------------------------
+
+
+class QuestionOut(BaseModel):
+    question: str
+    asked_count: int
+    answered_right: bool
+    answered_right_at: datetime | None
+    last_asked_at: datetime | None
+
+
+class CompanionRefOut(BaseModel):
+    id: int
+    name: str
+    subject: str
+    topic: str
+    teaching: str
+
+
+class CompanionProgressOut(BaseModel):
+    companion: CompanionRefOut
+    total: int
+    answered_right: int
+    questions: list[QuestionOut]
+
+
+class ProgressOut(BaseModel):
+    companions: list[CompanionProgressOut]
+
+
+async def progress(db: Database, user: CurrentUser) -> ProgressOut:
+    """The learner's review questions per companion (from their recaps) and which they have answered right."""
+    async with db.read() as session:
+        found = await store.questions(session, user.id)
+        refs = await store.companions(session, sorted({q.companion_id for q in found}))
+    by_companion: dict[int, list[store.QuestionRecord]] = {}
+    for q in found:
+        by_companion.setdefault(q.companion_id, []).append(q)
+    out = []
+    for companion_id, records in by_companion.items():
+        ref = refs.get(companion_id)
+        if ref is None:
+            continue
+        questions = [
+            QuestionOut(
+                question=q.question,
+                asked_count=q.asked_count,
+                answered_right=q.answered_correctly_at is not None,
+                answered_right_at=as_utc(q.answered_correctly_at) if q.answered_correctly_at else None,
+                last_asked_at=as_utc(q.last_asked_at) if q.last_asked_at else None,
+            )
+            for q in records
+        ]
+        out.append(
+            CompanionProgressOut(
+                companion=CompanionRefOut(
+                    id=ref.id, name=ref.name, subject=ref.subject, topic=ref.topic, teaching=ref.teaching
+                ),
+                total=len(questions),
+                answered_right=sum(q.answered_right for q in questions),
+                questions=questions,
+            )
+        )
+    return ProgressOut(companions=out)
+
+
+# -- judging a quiz lesson, off the lesson's path ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One review question as the judge saw it in a lesson."""
+
+    question: str
+    asked: bool
+    correct: bool
+
+
+def judge_request(questions: Sequence[str], lines: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """The messages that ask the model to judge a quiz lesson's transcript."""
+    numbered = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, start=1))
+    said = "\n".join(f"{'Student' if role == 'user' else 'Tutor'}: {text}" for role, text in lines)
+    return [
+        {"role": "system", "content": JUDGE_PROMPT},
+        {"role": "user", "content": f"Review questions:\n{numbered}\n\nTranscript:\n{said}"},
+    ]
+
+
+def parse_judgement(answer: str, questions: Sequence[str]) -> list[Judged] | None:
+    """The judge's JSON as one verdict per question it names; None when it is not that JSON (nothing is stored)."""
+    found = _JSON_OBJECT.search(answer)
+    try:
+        data = json.loads(found.group(0)) if found else None
+    except json.JSONDecodeError:
+        data = None
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list):
+        return None
+    judged: dict[int, Judged] = {}
+    for item in results:
+        if not isinstance(item, dict):
+            continue
+        number = item.get("question")
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= len(questions):
+            continue
+        correct = item.get("correct") is True
+        judged[number] = Judged(questions[number - 1], item.get("asked") is True or correct, correct)
+    return [judged[n] for n in sorted(judged)]
+
+
+class ReviewJudge:
+    """After each quiz lesson, asks the model which review questions the learner answered right, and stores it.
+
+    Cheap to build; `close` on shutdown. A failing or absent model costs nothing but that lesson's progress.
+    """
+
+    def __init__(
+        self, settings: Settings, db: Database, language_model: Callable[[], LanguageModel | None] = lambda: None
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._language_model = language_model
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def lesson_ended(self, lesson_id: int) -> None:
+        """A lesson ended: judge it in the background if it was a quiz (returns at once)."""
+        self._background(self.judge(lesson_id), f"teaching-judge-{lesson_id}")
+
+    async def judge(self, lesson_id: int) -> list[Judged] | None:
+        """Judge a quiz lesson's open review questions from its transcript and store the verdicts; None when
+        there was nothing to judge or the model gave no usable answer."""
+        async with self._db.read() as session:
+            lesson = await store.quiz_lesson(session, lesson_id)
+            if lesson is None or lesson.teaching != "quiz":
+                return None
+            # The questions its prompt listed (those still open, in the same order).
+            limit = self._settings.voice.teaching.quiz_questions
+            questions = await open_questions(session, lesson.learner_id, lesson.companion_id, limit)
+        if not questions or not any(role == "user" and text.strip() for role, text in lesson.lines):
+            return None
+        answer = await self._ask(judge_request(questions, lesson.lines))
+        if answer is None:
+            return None
+        judged = parse_judgement(answer, questions)
+        if judged is None:
+            log.info("teaching: lesson %s: the judge's answer is not the JSON asked for; nothing stored", lesson_id)
+            return None
+        at = datetime.now(UTC)
+        async with self._db.write() as session:
+            for verdict in judged:
+                if verdict.asked:
+                    await store.record_asked(
+                        session,
+                        lesson.learner_id,
+                        lesson.companion_id,
+                        verdict.question,
+                        lesson_id=lesson_id,
+                        correct=verdict.correct,
+                        at=at,
+                    )
+        log.info(
+            "teaching: lesson %s: %d of %d review questions asked, %d answered right",
+            lesson_id,
+            sum(v.asked for v in judged),
+            len(questions),
+            sum(v.correct for v in judged),
+        )
+        return judged
+
+    async def _ask(self, messages: list[dict[str, str]]) -> str | None:
+        model = self._language_model()
+        if model is None:
+            return None
+        status = model.status
+        if status is None and self._settings.voice.llm.provider != "embedded":
+            status = await model.ready()
+        # Only an OpenAI-compatible endpoint, as for recaps (which the questions come from): the embedded model
+        # would take the live lessons' cores.
+        if status is None or not status.available or status.provider != "openai":
+            log.info("teaching: no OpenAI-compatible model answers now; a quiz lesson's progress is not judged")
+            return None
+        timeout = self._settings.voice.teaching.judge_timeout_secs
+        client = model.client.with_options(timeout=timeout, max_retries=0)
+        try:
+            response = await client.chat.completions.create(
+                model=model.model_name,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=0,
+                max_tokens=JUDGE_MAX_TOKENS,
+            )
+        except openai.APIError as exc:
+            log.warning("teaching: judging a quiz failed (%s: %s)", type(exc).__name__, exc)
+            return None
+        return (response.choices[0].message.content if response.choices else None) or ""
+
+    def _background(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("teaching: judging a quiz lesson failed", exc_info=task.exception())
+
+    async def idle(self, within: float = 10.0) -> None:
+        """Wait until every judgement so far is stored (tests; shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=within)
+
+    async def close(self) -> None:
+        await self.idle(within=5.0)
+        for task in list(self._tasks):
+            task.cancel()
