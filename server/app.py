@@ -7,7 +7,7 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
@@ -20,9 +20,13 @@ from werkzeug.routing import IntegerConverter, Map
 from server import instances, materials, recaps, retention, safety, teaching
 from server.api import guard
 from server.errors import AppError, BadRequest
+from server.lesson_recorder import after_lesson
 from server.settings import Settings
 from server.state import STATE_KEY, AppState
 from server.store.db import Database
+
+if TYPE_CHECKING:
+    from server.pipeline.language_model import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -216,20 +220,28 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     registry = CollectorRegistry()
     state = AppState(settings=settings, db=db, metrics=registry)
     app.extensions[STATE_KEY] = state
+    # Hosted (Vapi) lessons have no voice service, but their recaps and quiz judgements are still written here, by
+    # the model voice.llm names (loaded the first time one is asked for).
+    writer: LanguageModel | None = None
+    if settings.voice.backend != "local":
+        from server.pipeline.compute import usable_cpus
+        from server.pipeline.language_model import LanguageModel as Writer
+
+        writer = Writer(settings.voice, usable_cpus())
+
+    def language_model() -> LanguageModel | None:
+        return state.voice.language_model if state.voice is not None else writer
+
     # Screens every utterance of the local pipeline's lessons; its classifier is the voice service's model.
     screening = state.extras[safety.EXTRAS_KEY] = safety.Safety(
         settings, db, language_model=lambda: state.voice.language_model if state.voice is not None else None
     )
-    # After each quiz lesson, judges which review questions the learner answered right; same model.
-    judge = state.extras[teaching.EXTRAS_KEY] = teaching.ReviewJudge(
-        settings, db, language_model=lambda: state.voice.language_model if state.voice is not None else None
-    )
+    # After each quiz lesson, judges which review questions the learner answered right.
+    judge = state.extras[teaching.EXTRAS_KEY] = teaching.ReviewJudge(settings, db, language_model=language_model)
     # The teachers' materials: uploads, and the passages each lesson's turns are given.
     library = state.extras[materials.EXTRAS_KEY] = materials.Materials(settings, db)
     # Writes each lesson's recap once it ends, and keeps the learner's facts; same model.
-    recapper = state.extras[recaps.EXTRAS_KEY] = recaps.Recaps(
-        settings, db, language_model=lambda: state.voice.language_model if state.voice is not None else None
-    )
+    recapper = state.extras[recaps.EXTRAS_KEY] = recaps.Recaps(settings, db, language_model=language_model)
     if settings.voice.backend == "local":
         from server.lesson_recorder import stored_lessons
         from server.pipeline.service import VoiceService
@@ -266,12 +278,19 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
+    async def lessons_swept(lesson_ids: list[int]) -> None:
+        """Lessons a dead process left open were ended: each gets its recap and quiz judgement like any other."""
+        for lesson_id in lesson_ids:
+            await after_lesson(lesson_id, teaching=judge, recaps=recapper)
+
     @app.before_serving
     async def _startup() -> None:
         if db.is_sqlite or settings.database.auto_migrate:
             await db.upgrade()
         # Registers this process and ends lessons that a dead one left open.
-        keeper = state.extras[instances.EXTRAS_KEY] = instances.InstanceKeeper(db, settings.server.heartbeat_secs)
+        keeper = state.extras[instances.EXTRAS_KEY] = instances.InstanceKeeper(
+            db, settings.server.heartbeat_secs, on_swept=lessons_swept
+        )
         await keeper.start()
         # Deletes transcripts older than the school's retention days, every retention.interval_secs.
         pruner = state.extras[retention.EXTRAS_KEY] = retention.RetentionKeeper(db, settings)
@@ -293,6 +312,8 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
         await judge.close()
         # Recaps not written yet stay pending, and are written when the server starts again.
         await recapper.close()
+        if writer is not None:
+            await writer.close()
         # After the voice service ended its live lessons: ends the ones it never ran (no offer came).
         keeper = state.extras.pop(instances.EXTRAS_KEY, None)
         if keeper is not None:

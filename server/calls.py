@@ -8,6 +8,7 @@ from server import voices
 from server.errors import ServiceUnavailable
 from server.lesson_brief import brief_lesson
 from server.lessons import LiveLesson
+from server.recaps import Memory
 from server.settings import Settings
 
 WEBHOOK_PATH = "/api/vapi/webhook"
@@ -24,15 +25,18 @@ def webhook_url(settings: Settings, request_root: str | None = None) -> str | No
     return f"{root.rstrip('/')}{WEBHOOK_PATH}" if root else None
 
 
-def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None = None) -> dict[str, Any]:
-    """The assistant for one lesson; in local mode the same shape names our own local stages.
+def build_assistant(
+    settings: Settings, live: LiveLesson, server_url: str | None = None, memory: Memory | None = None
+) -> dict[str, Any]:
+    """The assistant for one lesson; in local mode the same shape names our own local stages. With `memory`
+    (the last recaps with the companion, the learner's facts), its prompt and greeting start from them.
 
     It goes to the learner's browser, so it never holds a secret: Vapi proves itself to our webhook with the
     secret configured on Vapi's side (the assistant's or organisation's server URL credential, sent as
     `X-Vapi-Secret` or `Authorization: Bearer`), never with anything in here.
     """
     companion = live.companion
-    brief = brief_lesson(settings, live)
+    brief = brief_lesson(settings, live, memory)
     # The companion's voice (or, for a legacy "male"/"female", the one its voice x style entry names).
     spoken, _ = voices.catalogue(settings).speaking(brief.voice, brief.style)
     hosted = settings.voice.backend == "vapi"
@@ -84,7 +88,9 @@ def build_assistant(settings: Settings, live: LiveLesson, server_url: str | None
     return assistant
 
 
-def call_setup(settings: Settings, live: LiveLesson, request_root: str | None = None) -> dict[str, Any]:
+def call_setup(
+    settings: Settings, live: LiveLesson, request_root: str | None = None, memory: Memory | None = None
+) -> dict[str, Any]:
     """What the page hands its voice client: the backend, Vapi's public key (hosted mode), the assistant, and
     the seconds the lesson has left, which the page counts down.
 
@@ -100,6 +106,6 @@ def call_setup(settings: Settings, live: LiveLesson, request_root: str | None = 
     return {
         "backend": settings.voice.backend,
         "public_key": settings.vapi.public_key if hosted else "",
-        "assistant": build_assistant(settings, live, server_url),
+        "assistant": build_assistant(settings, live, server_url, memory),
         "seconds_left": round(brief_lesson(settings, live).seconds_left(), 1),
     }

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -83,10 +84,18 @@ async def deregister(db: Database, instance: Instance) -> None:
 class InstanceKeeper:
     """This process's instance: registered and swept at start, then a heartbeat (and a sweep) in the background."""
 
-    def __init__(self, db: Database, heartbeat_secs: float, instance: Instance | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        heartbeat_secs: float,
+        instance: Instance | None = None,
+        on_swept: Callable[[list[int]], Awaitable[None]] | None = None,
+    ) -> None:
+        """`on_swept(lesson_ids)`: told of the lessons a sweep ended (their recaps are written as any lesson's)."""
         self.db = db
         self.heartbeat_secs = heartbeat_secs
         self.instance = instance or new_instance()
+        self._on_swept = on_swept
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -101,15 +110,23 @@ class InstanceKeeper:
 
     async def start(self) -> None:
         await heartbeat(self.db, self.instance)
-        await sweep(self.db, self.heartbeat_secs)
+        await self._sweep()
         self._task = asyncio.create_task(self._beat_forever(), name="instance-heartbeat")
+
+    async def _sweep(self) -> None:
+        ended = await sweep(self.db, self.heartbeat_secs)
+        if ended and self._on_swept is not None:
+            try:
+                await self._on_swept(ended)
+            except Exception:  # the lessons are ended either way; only what follows their end is lost
+                log.exception("instance %s: handling the lessons a sweep ended failed", self.id)
 
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_secs)
             try:
                 await heartbeat(self.db, self.instance)
-                await sweep(self.db, self.heartbeat_secs)
+                await self._sweep()
             except Exception:
                 # A database outage must not stop the heartbeat for good: the next beat tries again.
                 log.exception("instance %s: heartbeat failed; next try in %ss", self.id, self.heartbeat_secs)

@@ -37,6 +37,16 @@ class LessonRecorder:
 RecorderFactory = Callable[[int], LessonRecorder]
 
 
+async def after_lesson(lesson_id: int, *, teaching: ReviewJudge | None, recaps: Recaps | None) -> None:
+    """What follows a lesson's end however it ended (a local lesson's pipeline, a hosted call's end-of-call
+    report, the sweep after a crash): a quiz's answers are judged and the recap is asked for, both in the
+    background. The one place, so that no way of ending a lesson misses either."""
+    if teaching is not None:
+        teaching.lesson_ended(lesson_id)
+    if recaps is not None:
+        await recaps.lesson_ended(lesson_id)
+
+
 def stored_lessons(
     db: Database,
     safety: Safety | None = None,
@@ -56,11 +66,8 @@ def stored_lessons(
 
         async def on_ended(reason: str) -> None:
             await lessons.end_lesson(db, lesson_id, reason)
-            if teaching is not None:
-                teaching.lesson_ended(lesson_id)  # a quiz's answers are judged in the background
-            # Every end of a local lesson passes here (hang-up, timers, disconnects, errors): its recap's one place.
-            if recaps is not None:
-                await recaps.lesson_ended(lesson_id)
+            # Every end of a local lesson passes here (hang-up, timers, disconnects, errors).
+            await after_lesson(lesson_id, teaching=teaching, recaps=recaps)
 
         screening = safety.screening(lesson_id) if safety is not None else None
         retrieve = materials.retriever(lesson_id) if materials is not None else None

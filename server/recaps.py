@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import openai
 from pydantic import BaseModel
 
 from server.accounts import CurrentUser
 from server.errors import Conflict, NotFound
+from server.pipeline.embedded_llm import BUNDLED_MODEL_NAME
 from server.settings import RecapSettings, Settings
 from server.store import recaps as store
 from server.store.db import Database
@@ -50,6 +50,12 @@ RECAP_PROMPT = (
 )
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _WORD = re.compile(r"[^\W\d_]{4,}")
+# A "covered" that repeats this from the instruction is no recap.
+_ECHO = "last time we covered"
+# "Question 2: What ...?" is the question "What ...?".
+_NUMBERED = re.compile(r"^(?:question\s*)?\d+\s*[:.)-]\s*", re.IGNORECASE)
+# Shown with a recap that the bundled demonstration model wrote.
+DEMO_RECAP_NOTICE = "Written by a small demonstration model: it may be wrong or repeat itself."
 
 
 class RecapOut(BaseModel):
@@ -58,6 +64,8 @@ class RecapOut(BaseModel):
     hard: str
     questions: list[str]
     model: str | None
+    # For the learner: what to make of it ("" for a recap by a real model).
+    notice: str
     created_at: datetime
 
 
@@ -80,6 +88,7 @@ def recap_out(record: store.RecapRecord) -> RecapOut:
         hard=record.hard,
         questions=record.questions,
         model=record.model,
+        notice=DEMO_RECAP_NOTICE if record.status == "ready" and record.model == BUNDLED_MODEL_NAME else "",
         created_at=as_utc(record.created_at),
     )
 
@@ -118,19 +127,45 @@ def transcript_text(lines: Sequence[tuple[str, str]], max_chars: int) -> str:
 
 
 def recap_request(
-    settings: RecapSettings, topic: str, lines: Sequence[tuple[str, str]], facts: Sequence[str]
+    settings: RecapSettings,
+    topic: str,
+    lines: Sequence[tuple[str, str]],
+    facts: Sequence[str],
+    prompt_chars: int | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages that ask for a lesson's recap, given its transcript and the learner's current facts."""
+    """The chat messages that ask for a lesson's recap, given its transcript and the learner's current facts;
+    with `prompt_chars` (what a small model's context holds), a long transcript keeps only its latest lines."""
+    system = RECAP_PROMPT.format(max_facts=settings.memory_facts)
     current = "\n".join(f"- {f}" for f in facts) or "(none yet)"
-    user = (
-        f"Lesson topic: {topic or 'not given'}\n"
-        f"Current facts about the learner:\n{current}\n\n"
-        f"Transcript:\n{transcript_text(lines, settings.transcript_max_chars)}"
-    )
+    head = f"Lesson topic: {topic or 'not given'}\nCurrent facts about the learner:\n{current}\n\nTranscript:\n"
+    budget = settings.transcript_max_chars
+    if prompt_chars is not None:
+        budget = max(200, min(budget, prompt_chars - len(system) - len(head)))
     return [
-        {"role": "system", "content": RECAP_PROMPT.format(max_facts=settings.memory_facts)},
-        {"role": "user", "content": user},
+        {"role": "system", "content": system},
+        {"role": "user", "content": head + transcript_text(lines, budget)},
     ]
+
+
+def recap_schema(settings: RecapSettings) -> dict[str, Any]:
+    """The JSON schema of a recap answer, which the embedded model's grammar holds every token to."""
+
+    # One line each, of lengths that let the whole answer fit in recaps.max_tokens (about 4 characters a token);
+    # a review question is shaped as one.
+    def line(least: int, most: int) -> dict[str, Any]:
+        return {"type": "string", "pattern": f'^[^"\\\\\\n]{{{least},{most}}}$'}
+
+    question = {"type": "string", "pattern": '^[A-Z][^?"\\\\\\n]{8,110}[?]$'}
+    return {
+        "type": "object",
+        "properties": {
+            "covered": line(3, 160),
+            "hard": line(0, 160),
+            "questions": {"type": "array", "items": question, "minItems": 2, "maxItems": 3},
+            "facts": {"type": "array", "items": line(3, 100), "maxItems": max(settings.memory_facts, 0)},
+        },
+        "required": ["covered", "hard", "questions", "facts"],
+    }
 
 
 @dataclass(frozen=True)
@@ -154,7 +189,8 @@ def parse_recap(
     questions, or a "covered" that shares no word with the transcript (made up rather than recapped)."""
     found = _JSON_OBJECT.search(answer)
     try:
-        data = json.loads(found.group(0)) if found else None
+        # Not strict: llama.cpp's JSON grammar lets a raw line break into a string (it is folded below).
+        data = json.loads(found.group(0), strict=False) if found else None
     except json.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
@@ -164,16 +200,24 @@ def parse_recap(
     raw_questions = data.get("questions")
     if not covered or hard is None or not isinstance(raw_questions, list):
         return None
-    questions = [q for q in (_text(q, 300) for q in raw_questions) if q][:3]
+    if _ECHO in covered.lower():
+        return None  # the instruction repeated back, not a recap
+    # Questions are questions, each asked once.
+    numbered = (_NUMBERED.sub("", q) for q in (_text(q, 300) for q in raw_questions) if q)
+    asked = [q for q in numbered if q.endswith("?") and len(q.split()) >= 3]
+    questions = list({q.lower(): q for q in reversed(asked)}.values())[::-1][:3]
     if len(questions) < 2:
         return None
     said = {w.lower() for _, text in lines for w in _WORD.findall(text)} | {w.lower() for w in _WORD.findall(topic)}
     if not any(w.lower() in said for w in _WORD.findall(covered)):
         return None
+    if hard.lower() == covered.lower():
+        hard = ""  # said nothing of its own
     facts: list[str] | None = None
     if isinstance(data.get("facts"), list):
-        facts = [clip_words(f, settings.fact_words) for f in (_text(x, 300) for x in data["facts"]) if f]
-        facts = list(dict.fromkeys(facts))[: settings.memory_facts]
+        kept = (_text(x, 300) for x in data["facts"])
+        facts = [clip_words(f, settings.fact_words) for f in kept if f and len(f.split()) >= 2]
+        facts = [f for f in dict.fromkeys(facts) if f.lower() != covered.lower()][: settings.memory_facts]
     return Recap(covered.rstrip(". "), hard, questions, facts)
 
 
@@ -270,7 +314,6 @@ class Recaps:
     ) -> None:
         """`language_model()`: the voice service's language model (or None when there is none)."""
         self._settings = settings.recaps
-        self._provider = settings.voice.llm.provider
         self._db = db
         self._language_model = language_model
         self._queue: asyncio.Queue[int] = asyncio.Queue()
@@ -283,12 +326,12 @@ class Recaps:
 
     async def start(self) -> None:
         """Start the worker, with the recaps that a stopped server left pending."""
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._work(), name="recaps")
         if self.enabled:
             async with self._db.read() as session:
                 for lesson_id in await store.pending_lesson_ids(session):
                     self._enqueue(lesson_id)
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name="recaps")
 
     async def lesson_ended(self, lesson_id: int) -> None:
         """A lesson ended: its recap is pending from now on and will be written (once: a later end changes nothing)."""
@@ -334,9 +377,12 @@ class Recaps:
                 self._queue.task_done()
 
     async def write(self, lesson_id: int) -> Status | None:
-        """Write one lesson's recap now: too short, ready (with the learner's facts updated) or failed."""
+        """Write one lesson's pending recap now: too short, ready (with the learner's facts updated) or failed."""
         settings = self._settings
         async with self._db.read() as session:
+            found = await store.get(session, lesson_id)
+            if found is not None and found.status != "pending":
+                return None  # written already (asked twice: at a sweep's end and again as pending at start)
             lesson = await store.lesson_for_recap(session, lesson_id)
             facts = (
                 []
@@ -349,8 +395,7 @@ class Recaps:
             async with self._db.write() as session:
                 await store.put(session, lesson_id, "too_short", covered=settings.too_short_message)
             return "too_short"
-        messages = recap_request(settings, lesson.topic, lesson.lines, [f.text for f in facts])
-        answer, model_name = await self._ask(lesson_id, messages)
+        answer, model_name = await self._ask(lesson_id, lesson.topic, lesson.lines, [f.text for f in facts])
         recap = None if answer is None else parse_recap(settings, answer, lesson.lines, lesson.topic)
         async with self._db.write() as session:
             if recap is None:
@@ -372,35 +417,24 @@ class Recaps:
         log.info("recaps: lesson %s: recap written by %s", lesson_id, model_name)
         return "ready"
 
-    async def _ask(self, lesson_id: int, messages: list[dict[str, str]]) -> tuple[str | None, str | None]:
+    async def _ask(
+        self, lesson_id: int, topic: str, lines: Sequence[tuple[str, str]], facts: Sequence[str]
+    ) -> tuple[str | None, str | None]:
         """The model's answer and name; (None, name) when it cannot answer now (logged)."""
         model = self._language_model()
         if model is None:
             log.info("recaps: lesson %s: no language model to write its recap", lesson_id)
             return None, None
-        status = model.status
-        if status is None and self._provider != "embedded":
-            status = await model.ready()
-        # Only an OpenAI-compatible endpoint: the embedded model would take the live lessons' cores, and the
-        # bundled one is too small to write a recap.
-        if status is None or not status.available or status.provider != "openai":
-            log.info(
-                "recaps: lesson %s: no OpenAI-compatible model answers now; the recap can be written again", lesson_id
-            )
-            return None, model.model_name
-        client = model.client.with_options(timeout=self._settings.timeout_secs, max_retries=0)
-        try:
-            response = await client.chat.completions.create(
-                model=model.model_name,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=0.2,
-                max_tokens=self._settings.max_tokens,
-            )
-        except openai.APIError as exc:
-            log.warning("recaps: lesson %s: the model failed (%s: %s)", lesson_id, type(exc).__name__, exc)
-            return None, model.model_name
-        content = response.choices[0].message.content if response.choices else None
-        return content or "", model.model_name
+        settings = self._settings
+        messages = recap_request(settings, topic, lines, facts, prompt_chars=model.prompt_chars(settings.max_tokens))
+        answer = await model.write(
+            f"lesson {lesson_id}'s recap",
+            messages,
+            max_tokens=settings.max_tokens,
+            timeout_secs=settings.timeout_secs,
+            schema=recap_schema(settings),
+        )
+        return answer, model.model_name
 
     async def idle(self, within: float = 30.0) -> None:
         """Wait until every recap asked for so far is written (tests; shutdown)."""

@@ -108,6 +108,10 @@ class LLMSettings(_Section):
     max_sentences: int = Field(default=3, ge=0, le=50)
     gpu_layers: int = Field(default=0, ge=-1)
     instances: int = Field(default=0, ge=0, le=16)
+    # Whether the embedded model also writes what no learner waits for (recaps, the learner's facts, a quiz's
+    # judgement): token by token after every lesson's model calls, giving its copy up to any lesson that needs it.
+    # Off: only an OpenAI-compatible endpoint writes them, and with the embedded model they are stored as failed.
+    background_work: bool = True
 
 
 class TTSVoice(_Section):
@@ -562,7 +566,7 @@ class RecapSettings(_Section):
     # The recap request: its time limit, the answer's length, and how much of a long transcript it reads (the
     # latest part).
     timeout_secs: float = Field(default=60.0, gt=0, le=600)
-    max_tokens: int = Field(default=400, ge=50, le=4096)
+    max_tokens: int = Field(default=600, ge=50, le=4096)
     transcript_max_chars: int = Field(default=8000, ge=200, le=200000)
     # What the next lesson starts from: its last `memory_recaps` recaps with the companion (each clipped to
     # `recap_words` words) and at most `memory_facts` facts about the learner (each at most `fact_words` words).

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import openai
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,11 +157,29 @@ def judge_request(questions: Sequence[str], lines: Sequence[tuple[str, str]]) ->
     ]
 
 
+def judgement_schema(questions: int) -> dict[str, Any]:
+    """The JSON schema of the judge's answer, which the embedded model's grammar holds every token to."""
+    verdict = {
+        "type": "object",
+        "properties": {
+            "question": {"enum": list(range(1, max(questions, 1) + 1))},
+            "asked": {"type": "boolean"},
+            "correct": {"type": "boolean"},
+        },
+        "required": ["question", "asked", "correct"],
+    }
+    return {
+        "type": "object",
+        "properties": {"results": {"type": "array", "items": verdict, "maxItems": max(questions, 1)}},
+        "required": ["results"],
+    }
+
+
 def parse_judgement(answer: str, questions: Sequence[str]) -> list[Judged] | None:
     """The judge's JSON as one verdict per question it names; None when it is not that JSON (nothing is stored)."""
     found = _JSON_OBJECT.search(answer)
     try:
-        data = json.loads(found.group(0)) if found else None
+        data = json.loads(found.group(0), strict=False) if found else None
     except json.JSONDecodeError:
         data = None
     results = data.get("results") if isinstance(data, dict) else None
@@ -210,7 +227,7 @@ class ReviewJudge:
             questions = await open_questions(session, lesson.learner_id, lesson.companion_id, limit)
         if not questions or not any(role == "user" and text.strip() for role, text in lesson.lines):
             return None
-        answer = await self._ask(judge_request(questions, lesson.lines))
+        answer = await self._ask(lesson_id, judge_request(questions, lesson.lines), len(questions))
         if answer is None:
             return None
         judged = parse_judgement(answer, questions)
@@ -239,31 +256,18 @@ class ReviewJudge:
         )
         return judged
 
-    async def _ask(self, messages: list[dict[str, str]]) -> str | None:
+    async def _ask(self, lesson_id: int, messages: list[dict[str, str]], questions: int) -> str | None:
         model = self._language_model()
         if model is None:
             return None
-        status = model.status
-        if status is None and self._settings.voice.llm.provider != "embedded":
-            status = await model.ready()
-        # Only an OpenAI-compatible endpoint, as for recaps (which the questions come from): the embedded model
-        # would take the live lessons' cores.
-        if status is None or not status.available or status.provider != "openai":
-            log.info("teaching: no OpenAI-compatible model answers now; a quiz lesson's progress is not judged")
-            return None
-        timeout = self._settings.voice.teaching.judge_timeout_secs
-        client = model.client.with_options(timeout=timeout, max_retries=0)
-        try:
-            response = await client.chat.completions.create(
-                model=model.model_name,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=0,
-                max_tokens=JUDGE_MAX_TOKENS,
-            )
-        except openai.APIError as exc:
-            log.warning("teaching: judging a quiz failed (%s: %s)", type(exc).__name__, exc)
-            return None
-        return (response.choices[0].message.content if response.choices else None) or ""
+        return await model.write(
+            f"lesson {lesson_id}'s quiz judgement",
+            messages,
+            max_tokens=JUDGE_MAX_TOKENS,
+            timeout_secs=self._settings.voice.teaching.judge_timeout_secs,
+            temperature=0,
+            schema=judgement_schema(questions),
+        )
 
     def _background(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(work, name=name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import calls, lessons
+from server import calls, lessons, recaps
 from server.errors import Conflict, NotFound
 from server.lessons import Role
 from server.settings import Settings
@@ -27,6 +27,7 @@ from server.timeutil import as_utc
 Outcome = Literal["stored", "unchanged", "ignored"]
 # (lesson id, role, text) of a live utterance just stored.
 OnUtterance = Callable[[int, str, str], None]
+OnReported = Callable[[int], Awaitable[None]]
 
 MAX_ID = 2**63 - 1
 # lessons.length_seconds is a 32-bit integer.
@@ -299,15 +300,16 @@ def _report_transcript(message: ServerMessageIn, call_started: datetime | None) 
     return utterances
 
 
-async def _end_of_call_report(db: Database, message: ServerMessageIn) -> Outcome:
-    """Store the report as the lesson's record: transcript, length and end reason; only the first counts."""
+async def _end_of_call_report(db: Database, message: ServerMessageIn) -> tuple[Outcome, int]:
+    """Store the report as the lesson's record: transcript, length and end reason; only the first counts.
+    Returns what it did and the lesson's id."""
     call = message.call or CallIn()
     started = _utc(message.startedAt) or _utc(call.startedAt)
     utterances = _report_transcript(message, started)
     async with db.write() as session:
         lesson, _ = await _lesson_for_call(session, message)
         if lesson.call_reported_at is not None:
-            return "unchanged"
+            return "unchanged", lesson.id
         if utterances is not None:
             # The report is the whole conversation: it replaces what the live transcript events stored, so
             # an utterance that came both ways is kept once.
@@ -322,7 +324,7 @@ async def _end_of_call_report(db: Database, message: ServerMessageIn) -> Outcome
             length = _length(started or as_utc(lesson.started_at), ended_at)
         reason = _clean(message.endedReason or call.endedReason or "") or lesson.end_reason or UNKNOWN_REASON
         await store.close(session, lesson, ended_at, length, reason[:REASON_LENGTH], reported_at=datetime.now(UTC))
-    return "stored"
+    return "stored", lesson.id
 
 
 async def assistant_for_call(
@@ -333,7 +335,8 @@ async def assistant_for_call(
     if lesson_id is None:
         raise NotFound("lesson_not_found", "The call's metadata names no lesson (metadata.lessonId).")
     live = await lessons.get_call_lesson(db, lesson_id)
-    return calls.build_assistant(settings, live, server_url)
+    memory = await recaps.memory_for(db, settings, live.learner_id, live.companion.id, live.lesson_id)
+    return calls.build_assistant(settings, live, server_url, memory)
 
 
 async def handle(
@@ -342,10 +345,12 @@ async def handle(
     message: ServerMessageIn,
     server_url: str | None = None,
     on_utterance: OnUtterance | None = None,
+    on_reported: OnReported | None = None,
 ) -> dict[str, Any]:
     """Apply one server message to its lesson and say what it did; unknown kinds are acknowledged only.
 
-    `on_utterance(lesson_id, role, text)` is told of each live utterance stored (the safety screening)."""
+    `on_utterance(lesson_id, role, text)` is told of each live utterance stored (the safety screening), and
+    `on_reported(lesson_id)` of a call's first end-of-call report stored (its recap is written from it)."""
     kind = message.type
     outcome: Outcome
     if kind == "assistant-request":
@@ -355,7 +360,9 @@ async def handle(
     elif kind == "transcript" or kind.startswith("transcript["):
         outcome = await _transcript(db, message, on_utterance)
     elif kind == "end-of-call-report":
-        outcome = await _end_of_call_report(db, message)
+        outcome, lesson_id = await _end_of_call_report(db, message)
+        if outcome == "stored" and on_reported is not None:
+            await on_reported(lesson_id)
     else:
         outcome = "ignored"
     return WebhookAck(type=kind, outcome=outcome).model_dump()

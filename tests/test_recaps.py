@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ from quart import Quart
 from quart.typing import TestClientProtocol
 
 from harness.scripted_llm import MODEL_ID, ScriptedLLM
-from server import lessons, recaps
+from server import instances, lessons, recaps
+from server.app import create_app
 from server.lesson_brief import brief_lesson
 from server.lesson_recorder import stored_lessons
 from server.settings import Settings
 from server.state import get_state
+from tests.api.test_vapi_webhook import REPORT_TRANSCRIPT, hosted_settings, payload, send
 from tests.conftest import create_companion, make_settings, register
 
 FACTS = ["Beginner in neural networks", "Likes football examples"]
@@ -81,7 +84,11 @@ def worker(app: Quart) -> recaps.Recaps:
 
 
 async def held_lesson(
-    app: Quart, client: TestClientProtocol, lines: list[tuple[str, str]], companion_id: int | None = None
+    app: Quart,
+    client: TestClientProtocol,
+    lines: list[tuple[str, str]],
+    companion_id: int | None = None,
+    within: float = 30.0,
 ) -> tuple[int, int]:
     """A lesson of the signed-in learner with this transcript, ended as a live lesson ends (its recorder);
     returns (lesson id, companion id) once its recap is written."""
@@ -95,7 +102,7 @@ async def held_lesson(
     for role, text in lines:
         await recorder.on_utterance(role, text, ())  # type: ignore[arg-type]
     await recorder.on_ended("customer-ended-call")
-    await worker(app).idle()
+    await worker(app).idle(within)
     return lesson_id, companion_id
 
 
@@ -124,7 +131,7 @@ async def test_the_recap_is_what_the_model_wrote_from_the_lessons_transcript(
     assert recap["covered"] == RECAP["covered"]
     assert recap["hard"] == RECAP["hard"]
     assert recap["questions"] == RECAP["questions"]
-    assert recap["model"] == MODEL_ID
+    assert recap["model"] == MODEL_ID and recap["notice"] == ""
 
     # My journey's list shows what it covered; the facts the model kept are the learner's to see.
     listed = (await (await client.get("/api/me/lessons")).get_json())["items"]
@@ -161,8 +168,11 @@ async def test_a_lesson_too_short_to_recap_says_so_without_asking_the_model(
         "Sure! The lesson was about neurons.",
         {"covered": "how neurons work", "hard": "", "questions": ["Only one?"]},
         {**RECAP, "covered": "the French revolution and Napoleon"},
+        {**RECAP, "questions": ["Neural networks", "Neural networks"]},
+        {**RECAP, "questions": ["What does a weight do?", "what does a weight do?"]},
+        {**RECAP, "covered": "Last time we covered ..."},
     ],
-    ids=["not-json", "one-question", "not-from-the-transcript"],
+    ids=["not-json", "one-question", "not-from-the-transcript", "not-questions", "the-same-question", "echo"],
 )
 async def test_an_answer_that_is_not_a_recap_is_a_failure_and_writing_it_again_works(
     app: Quart, client: TestClientProtocol, model: Model, answer: Any
@@ -274,3 +284,120 @@ def test_memory_is_capped_by_configuration() -> None:
     assert prompt.count("word") == 2 * caps.recap_words
     greeting = memory.greeting(caps, {"topic": "T", "subject": "s", "style": "casual", "name": "N"})
     assert greeting is not None and greeting.count("word") == caps.greeting_words
+
+
+async def test_a_lesson_ended_by_the_sweep_after_a_crash_gets_its_recap(settings: Settings, model: Model) -> None:
+    """A server process died mid-lesson: the next one to start ends the lesson and writes its recap."""
+    quiet = settings.model_copy(update={"server": settings.server.model_copy(update={"heartbeat_secs": 3600})})
+    first = create_app(quiet)
+    async with first.test_app():
+        client = first.test_client()
+        await register(client)
+        companion_id = (await create_companion(client))["id"]
+        response = await client.post(f"/api/companions/{companion_id}/lessons")
+        lesson_id = (await response.get_json())["id"]
+        for role, text in LINES:
+            await lessons.append_transcript(get_state(first).db, lesson_id, role, text)  # type: ignore[arg-type]
+        keeper = get_state(first).extras[instances.EXTRAS_KEY]
+        await instances.heartbeat(get_state(first).db, keeper.instance, now=datetime.now(UTC) - timedelta(days=1))
+
+        second = create_app(quiet)
+        async with second.test_app():
+            await worker(second).idle()
+            ended = await lesson_of(client, lesson_id)
+            assert ended["end_reason"] == "server-restart"
+            assert ended["recap"]["status"] == "ready"
+            assert ended["recap"]["covered"] == RECAP["covered"]
+            [request] = model.recap_requests
+            assert "Learner: What does a neuron do with its inputs?" in request[-1]["content"]
+
+
+async def test_a_hosted_lessons_recap_comes_from_its_end_of_call_report_and_the_next_call_greets_with_it(
+    tmp_path: Path, database_url: str, llm: ScriptedLLM, model: Model
+) -> None:
+    settings = hosted_settings(
+        tmp_path,
+        database_url,
+        RECAPS__ENABLED="true",
+        VOICE__LLM__PROVIDER="openai",
+        VOICE__LLM__BASE_URL=llm.base_url,
+        VOICE__LLM__MODEL=MODEL_ID,
+    )
+    app = create_app(settings)
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        companion_id = (await create_companion(client, voice="female.casual"))["id"]  # a vapi.voices entry
+        response = await client.post(f"/api/companions/{companion_id}/lessons")
+        lesson_id = (await response.get_json())["id"]
+        vapi = app.test_client()  # Vapi's side: no learner's cookies
+        status, body = await send(vapi, payload("end-of-call-report", lesson_id))
+        assert (status, body.get("outcome")) == (200, "stored"), body
+        await worker(app).idle()
+
+        # Written from the report's transcript, which is the lesson's record.
+        [request] = model.recap_requests
+        for role, text in REPORT_TRANSCRIPT:
+            assert f"{'Learner' if role == 'user' else 'Tutor'}: {text}" in request[-1]["content"]
+        recap = (await lesson_of(client, lesson_id))["recap"]
+        assert recap["status"] == "ready" and recap["covered"] == RECAP["covered"]
+        # A replayed report writes nothing again.
+        assert (await send(vapi, payload("end-of-call-report", lesson_id)))[1]["outcome"] == "unchanged"
+        await worker(app).idle()
+        assert len(model.recap_requests) == 1
+
+        # The next call with the companion: Vapi's assistant greets with what the last one covered, and its
+        # prompt carries the recap and the facts.
+        response = await client.post(f"/api/companions/{companion_id}/lessons")
+        next_id = (await response.get_json())["id"]
+        setup = await (await client.get(f"/api/lessons/{next_id}/call")).get_json()
+        assistant = setup["assistant"]
+        assert assistant["firstMessage"].startswith(f"Welcome back! Last time we covered {RECAP['covered']}.")
+        prompt = assistant["model"]["messages"][0]["content"]
+        assert str(RECAP["covered"]) in prompt and all(f"- {fact}" in prompt for fact in FACTS)
+        # The same assistant when Vapi asks for it by the call's metadata.
+        status, answer = await send(vapi, payload("assistant-request", next_id))
+        assert status == 200 and answer["assistant"]["firstMessage"] == assistant["firstMessage"]
+
+
+async def test_the_embedded_model_writes_the_recap_from_the_transcript_or_it_is_stored_as_failed(
+    tmp_path: Path,
+) -> None:
+    """With no endpoint, the bundled model writes recaps (the default on a fresh install). Whether a 135M model's
+    recap passes the checks is its own verdict: either it does, and then says what the transcript said, or the
+    recap is stored as failed and nothing is invented. Either way the model was asked."""
+    settings = make_settings(tmp_path, VOICE__LLM__PROVIDER="embedded", SAFETY__CLASSIFIER="off")
+    app = create_app(settings)
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        lesson_id, companion_id = await held_lesson(app, client, LINES, within=300)
+        recap = (await lesson_of(client, lesson_id))["recap"]
+        assert recap["model"] == "SmolLM2-135M-Instruct"
+        assert recap["status"] in ("ready", "failed"), recap
+        facts = (await (await client.get(f"/api/me/facts?companion_id={companion_id}")).get_json())["facts"]
+        if recap["status"] == "ready":
+            said = {w.lower() for _, text in LINES for w in recaps._WORD.findall(text)} | {"neural", "networks"}
+            assert any(w.lower() in said for w in recaps._WORD.findall(recap["covered"])), recap
+            assert 2 <= len(recap["questions"]) <= 3 and all(q.endswith("?") for q in recap["questions"])
+            assert len(facts) <= settings.recaps.memory_facts
+            # The learner is told who wrote it.
+            assert recap["notice"] == recaps.DEMO_RECAP_NOTICE
+        else:
+            assert (recap["covered"], recap["questions"], facts) == ("", [], [])
+
+
+def test_numbered_questions_are_questions_and_what_repeats_itself_is_dropped() -> None:
+    answer = json.dumps(
+        {
+            "covered": "how a neuron adds up weighted inputs",
+            "hard": "How a neuron adds up weighted inputs",
+            "questions": ["Question 1: What does a weight do?", "2. What does the bias add?"],
+            "facts": ["facts", "Likes football examples", "how a neuron adds up weighted inputs"],
+        }
+    )
+    recap = recaps.parse_recap(Settings().recaps, answer, LINES)
+    assert recap is not None
+    assert recap.questions == ["What does a weight do?", "What does the bias add?"]
+    assert recap.hard == ""
+    assert recap.facts == ["Likes football examples"]

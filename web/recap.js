@@ -70,6 +70,7 @@ export function recapPanel(lessonId, recap, { waitForIt = false, headingLevel = 
         current.hard ? h("p", { class: "recap__hard" }, current.hard) : null,
         h("h3", { class: "recap__label" }, "Review questions"),
         h("ol", { class: "recap__questions" }, current.questions.map((q) => h("li", {}, q))),
+        current.notice ? h("p", { class: "recap__notice muted" }, current.notice) : null,
         again(),
       );
     }

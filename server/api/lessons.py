@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, request
 
-from server import calls, lessons
+from server import calls, lessons, recaps
 from server.api.auth import current_user, login_required
 from server.api.schema import json_response, validate_querystring
 from server.companions import CompanionList
@@ -44,4 +44,5 @@ async def call_setup(lesson_id: int) -> dict[str, Any]:
     seconds the lesson has left."""
     state = get_state()
     live = await lessons.get_live_lesson(state.db, lesson_id, current_user().id)
-    return calls.call_setup(state.settings, live, request.host_url)
+    memory = await recaps.memory_for(state.db, state.settings, live.learner_id, live.companion.id, live.lesson_id)
+    return calls.call_setup(state.settings, live, request.host_url, memory)

@@ -10,8 +10,9 @@ from typing import Any, ParamSpec, TypeVar
 from quart import Blueprint, request
 from quart_schema import validate_request
 
-from server import calls, safety, vapi
+from server import calls, recaps, safety, teaching, vapi
 from server.errors import Unauthorized
+from server.lesson_recorder import after_lesson
 from server.state import get_state
 from server.vapi import WebhookIn
 
@@ -53,4 +54,10 @@ async def webhook(data: WebhookIn) -> dict[str, Any]:
     server_url = calls.webhook_url(state.settings, request.host_url)
     screening = state.extras.get(safety.EXTRAS_KEY)
     on_utterance = screening.hosted_utterance if screening is not None else None
-    return await vapi.handle(state.db, state.settings, data.message, server_url, on_utterance)
+    return await vapi.handle(state.db, state.settings, data.message, server_url, on_utterance, _call_reported)
+
+
+async def _call_reported(lesson_id: int) -> None:
+    """A hosted lesson's whole transcript is in: its recap and quiz judgement are written as a local lesson's."""
+    extras = get_state().extras
+    await after_lesson(lesson_id, teaching=extras.get(teaching.EXTRAS_KEY), recaps=extras.get(recaps.EXTRAS_KEY))

@@ -28,6 +28,11 @@ class _Waiter:
     order: int
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity, which a container's cpuset narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class CpuGate:
     """At most `slots` model calls run at once; the others wait, urgent ones first, then in arrival order.
 

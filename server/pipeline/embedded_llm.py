@@ -135,11 +135,20 @@ class EmbeddedRuntime:
         self._instances: list[_Instance] = []
         self._free: asyncio.Queue[None] | None = None
         self._lock = threading.Lock()
+        # Lesson requests waiting for a free copy: background work (`write`) gives its copy up to them.
+        self._lessons_waiting = 0
+        # Background replies started over because a lesson needed their copy.
+        self.preempted = 0
         self.load_secs = 0.0
 
     @property
     def instances(self) -> int:
         return self._count
+
+    @property
+    def lessons_waiting(self) -> int:
+        """Lesson requests waiting for a free copy of the model."""
+        return self._lessons_waiting
 
     def load(self) -> None:
         """Load every copy (blocking: call it in a thread). Raises EmbeddedModelError."""
@@ -188,7 +197,20 @@ class EmbeddedRuntime:
             instance = self._take(messages)
             if instance is not None:
                 return instance
-            await self._free.get()
+            self._lessons_waiting += 1
+            try:
+                await self._free.get()
+            finally:
+                self._lessons_waiting -= 1
+
+    async def _acquire_idle(self, messages: list[dict[str, Any]]) -> _Instance:
+        """A free copy once no lesson waits for one (background work; it polls, so it never takes a lesson's
+        wake-up)."""
+        while True:
+            instance = None if self._lessons_waiting else self._take(messages)
+            if instance is not None:
+                return instance
+            await asyncio.sleep(BACKGROUND_POLL_SECS)
 
     def _release(self, instance: _Instance, messages: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -273,20 +295,82 @@ class EmbeddedRuntime:
                     if len(_SENTENCE_END.findall(written)) >= max_sentences:
                         break
         finally:
-            # A reply cut short (the learner talked over it) may leave a token being computed on the copy: it is
-            # handed to the next request only once that step is over, never while llama.cpp still runs on it.
-            def finish(_: object = None) -> None:
-                if chunks is not None:
-                    close = getattr(chunks, "close", None)
-                    if close is not None:
-                        close()
-                self._release(instance, messages)
+            self._finish(instance, messages, chunks, pending)  # the learner may have talked over the reply
 
-            if pending is not None and not pending.done():
-                loop = asyncio.get_running_loop()
-                pending.add_done_callback(lambda f: loop.call_soon_threadsafe(finish))
-            else:
-                finish()
+    async def write(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.2,
+        schema: dict[str, Any] | None = None,
+        gate: CpuGate | None = None,
+    ) -> str:
+        """A whole reply for work that no learner is waiting for (a recap, a quiz's judgement).
+
+        No sentence cap; with `schema` (a JSON schema) llama.cpp's grammar keeps every token within it, so even a
+        small model answers with JSON of that shape. Each token waits at the CPU gate behind every urgent model
+        call of the lessons, and the copy is handed over to any lesson that asks for one: the reply then starts
+        over once a copy is free again (counted in `preempted`).
+        """
+        if not self._instances:
+            raise EmbeddedModelError("the embedded model is not loaded")
+        max_tokens = min(max_tokens, self.context_size // 2)
+        messages = self.fit(messages, max_tokens)
+        options: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "stream": True}
+        if schema is not None:
+            options["response_format"] = {"type": "json_object", "schema": schema}
+        while True:
+            instance = await self._acquire_idle(messages)
+            text = await self._write_on(instance, messages, options, gate)
+            if text is not None:
+                return text
+            self.preempted += 1
+
+    async def _write_on(
+        self, instance: _Instance, messages: list[dict[str, Any]], options: dict[str, Any], gate: CpuGate | None
+    ) -> str | None:
+        """The reply generated on `instance` (then released), or None when a lesson asked for a copy first."""
+        chunks: Iterator[dict[str, Any]] | None = None
+        pending: concurrent.futures.Future[dict[str, Any] | None] | None = None
+        try:
+            chunks = instance.llama.create_chat_completion(messages=messages, **options)
+            step = _stepper(chunks, gate, urgent_after=BACKGROUND_UNTIL_URGENT_SECS)
+            parts: list[str] = []
+            while True:
+                pending = self._executor.submit(step)
+                chunk = await asyncio.wrap_future(pending)
+                if chunk is None:
+                    return "".join(parts)
+                choices = chunk.get("choices") or [{}]
+                parts.append((choices[0].get("delta") or {}).get("content") or "")
+                if self._lessons_waiting:
+                    return None
+        finally:
+            self._finish(instance, messages, chunks, pending)
+
+    def _finish(
+        self,
+        instance: _Instance,
+        messages: list[dict[str, Any]],
+        chunks: Iterator[dict[str, Any]] | None,
+        pending: concurrent.futures.Future[dict[str, Any] | None] | None,
+    ) -> None:
+        """Close a reply's generator and free its copy; a reply cut short may leave a token being computed on the
+        copy, which is handed on only once that step is over, never while llama.cpp still runs on it."""
+
+        def finish(_: object = None) -> None:
+            if chunks is not None:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            self._release(instance, messages)
+
+        if pending is not None and not pending.done():
+            loop = asyncio.get_running_loop()
+            pending.add_done_callback(lambda f: loop.call_soon_threadsafe(finish))
+        else:
+            finish()
 
 
 _BUSY: list[dict[str, Any]] = []
@@ -294,6 +378,10 @@ _BUSY: list[dict[str, Any]] = []
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s")
 # A warm-up counts as urgent this long after it was asked for (until then every urgent model call goes first).
 WARM_UNTIL_URGENT_SECS = 3.0
+# Background work (recaps, judgements) looks for a copy no lesson waits for this often, and each of its tokens
+# counts as urgent only this long after it was asked for: in practice, after every lesson's model calls.
+BACKGROUND_POLL_SECS = 0.2
+BACKGROUND_UNTIL_URGENT_SECS = 60.0
 
 
 @contextlib.contextmanager
@@ -301,11 +389,15 @@ def _no_slot() -> Iterator[None]:
     yield
 
 
-def _stepper(chunks: Iterator[dict[str, Any]], gate: CpuGate | None) -> Callable[[], dict[str, Any] | None]:
+def _stepper(
+    chunks: Iterator[dict[str, Any]], gate: CpuGate | None, urgent_after: float = 0.0
+) -> Callable[[], dict[str, Any] | None]:
+    """One token of `chunks` per call, holding a slot of `gate`; urgent `urgent_after` seconds after it is asked."""
+
     def step() -> dict[str, Any] | None:
         if gate is None:
             return next(chunks, None)
-        with gate.slot():
+        with gate.slot(urgent_at=time.monotonic() + urgent_after if urgent_after else 0.0):
             return next(chunks, None)
 
     return step

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import openai
 from openai import AsyncOpenAI
@@ -195,6 +195,53 @@ class LanguageModel:
         self._warming.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("voice: reading a lesson's prompt ahead failed: %s", task.exception())
+
+    async def write(
+        self,
+        purpose: str,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        timeout_secs: float,
+        temperature: float = 0.2,
+        schema: dict[str, Any] | None = None,
+    ) -> str | None:
+        """A whole answer for work that no learner waits for (`purpose`: "a recap", "a quiz's judgement"), or
+        None when no model can give one now (logged). An endpoint is asked like any client would, within
+        `timeout_secs`; the embedded model writes it at the lowest priority (EmbeddedRuntime.write), held to
+        `schema` (a JSON schema) when given, unless voice.llm.background_work is off."""
+        status = self._status or await self.ready()  # loaded once per process, by whoever asks first
+        if not status.available:
+            log.info("voice: no language model answers now to write %s", purpose)
+            return None
+        runtime = self._runtime
+        if status.provider == "embedded":
+            if runtime is None or not self._voice.llm.background_work:
+                log.info("voice: %s is not written by the embedded model (voice.llm.background_work)", purpose)
+                return None
+            return await runtime.write(
+                messages, max_tokens=max_tokens, temperature=temperature, schema=schema, gate=self._gate()
+            )
+        client = self.client.with_options(timeout=timeout_secs, max_retries=0)
+        try:
+            response = await client.chat.completions.create(
+                model=self.model_name,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
+        except openai.APIError as exc:
+            log.warning("voice: the language model failed to write %s (%s: %s)", purpose, type(exc).__name__, exc)
+            return None
+        return (response.choices[0].message.content if response.choices else None) or ""
+
+    def prompt_chars(self, max_tokens: int) -> int | None:
+        """About how many characters of prompt fit beside an answer of `max_tokens` (None: the endpoint's
+        own limit, not known here). Counted at 3 characters a token, which English prose exceeds."""
+        runtime = self._runtime
+        if runtime is None:
+            return None
+        return max(0, runtime.context_size - min(max_tokens, runtime.context_size // 2) - 64) * 3
 
     def report_failure(self) -> None:
         """A lesson's reply failed: check again soon, so the next lesson is refused if nothing answers."""

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from server.errors import BadRequest, NotFound, ServiceUnavailable
+from server.pipeline.compute import usable_cpus
 from server.pipeline.language_model import LanguageModel, LLMStatus
 from server.pipeline.models import ModelError, SharedModels, load_models
 from server.pipeline.sdp import check_offer, with_ptime
@@ -29,11 +29,6 @@ log = logging.getLogger(__name__)
 
 # Why a learner's live lesson ends when the same learner starts another one (in another tab or window).
 REPLACED = "replaced-by-new-lesson"
-
-
-def usable_cpus() -> int:
-    """CPU cores this process may run on (its affinity, which a container's cpuset narrows)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class VoiceService:

@@ -20,7 +20,7 @@ from pipecat.utils.time import time_now_iso8601
 from server.pipeline.llm_client import NO_API_KEY, openai_client
 from server.pipeline.models import ModelError
 from server.pipeline.stt import SharedWhisperSTTService, WhisperOptions
-from server.pipeline.tts import SharedPiperTTSService
+from server.pipeline.tts import SPOKEN_TEXT_TRANSFORMS, SharedPiperTTSService
 from server.voices import hosted_catalogue
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ def make_tts(
             phrase_cache=models.phrase_cache,
             fixed_phrases=fixed_phrases,
             cpu_gate=models.compute.gate,
+            text_transforms=SPOKEN_TEXT_TRANSFORMS,
         )
     if tts.provider == "openai":
         # With a hosted provider the voices table names the provider's voices (e.g. "alloy"), not piper models.
@@ -102,6 +103,7 @@ def make_tts(
             voice=spoken.provider_voice,
             speed=round(1.0 / length_scale, 3),
             on_error=on_error,
+            text_transforms=SPOKEN_TEXT_TRANSFORMS,
         )
     raise ValueError(f"unknown voice.tts.provider {tts.provider!r}")
 

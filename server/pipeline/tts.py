@@ -19,6 +19,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
+from pipecat.utils.text.transforms.text_transform import TextTransform
 
 from server.pipeline.compute import CpuGate, gated
 from server.pipeline.models import LoadedVoice
@@ -38,6 +39,20 @@ MIN_CLAUSE_WORDS = 4
 URGENT_SLACK_SECS = 0.6
 # The tutor's voice waiting this long for its next words is logged: the server is short of CPU for its lessons.
 STALL_LOG_SECS = 0.25
+
+
+# The tutor cites the teacher's passages as [1], [2] (voice.materials.prompt): the transcript keeps the marks,
+# which the page shows beside the sources, but the learner should not hear "one".
+_CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,;-]\s*\d{1,3})*\]")
+
+
+async def without_citations(text: str, _text_type: str | TextType = "*") -> str:
+    """`text` as it is spoken: without passage citations such as "[1]" or "[1, 2]"."""
+    return _CITATION.sub("", text)
+
+
+# What every TTS stage is given (pipecat's text_transforms: only the text sent to the TTS changes).
+SPOKEN_TEXT_TRANSFORMS: list[tuple[TextType | str, TextTransform]] = [("*", without_citations)]
 
 
 def split_clauses(text: str) -> list[str]:

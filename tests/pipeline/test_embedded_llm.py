@@ -1,10 +1,13 @@
 """The embedded runtime on the bundled model: answers through the OpenAI client, shares the CPU gate, survives a
-reply cut short, fits a long lesson into its context, and says what to do when its file is missing."""
+reply cut short, fits a long lesson into its context, says what to do when its file is missing, and writes
+background work (recaps) in the shape asked for, giving way to lessons."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ import pytest
 from server.pipeline.compute import CpuGate
 from server.pipeline.embedded_llm import bundled_model_path
 from server.pipeline.language_model import LanguageModel
+from server.recaps import recap_request, recap_schema
+from server.settings import Settings
 from tests.conftest import make_settings
 
 SYSTEM = "You are a tutor in a spoken lesson about the water cycle. Answer in one short sentence."
@@ -145,3 +150,83 @@ async def test_a_lessons_prompt_is_read_ahead_while_the_greeting_plays(model: tu
         ],
     )
     assert text.strip()
+
+
+STORY = [{"role": "user", "content": "Count slowly from one to one hundred, in words, one number per line."}]
+
+
+async def test_background_work_gives_its_copy_to_a_lesson_and_then_starts_over(tmp_path: Path) -> None:
+    """A recap written while a lesson needs the only copy of the model: the lesson is answered first (the recap
+    hands the copy over at its next token), and the recap is still written whole afterwards."""
+    settings = make_settings(
+        tmp_path, VOICE__LLM__PROVIDER="embedded", VOICE__LLM__INSTANCES="1", VOICE__LLM__MAX_SENTENCES="1"
+    )
+    gate = CpuGate(1)
+    language_model = LanguageModel(settings.voice, cpus=1, gate=lambda: gate)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_the_core() -> None:  # another lesson's speech model, holding the only core
+        with gate.slot():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_core)
+    try:
+        assert (await language_model.start()).available
+        runtime = language_model.runtime
+        assert runtime is not None and runtime.instances == 1
+        holder.start()
+        assert await asyncio.to_thread(held.wait, 10)
+        # The grammar holds it to at least 12 items: a reply far longer than one sentence, whatever the model says.
+        schema = {"type": "array", "items": {"type": "string", "maxLength": 20}, "minItems": 12, "maxItems": 12}
+        recap = asyncio.create_task(
+            language_model.write("a recap", STORY, max_tokens=300, timeout_secs=60, schema=schema)
+        )
+        await until(lambda: gate.waiting == 1)  # the recap holds the copy and waits for the core
+        lesson = asyncio.create_task(_reply(language_model, QUESTION))
+        await until(lambda: runtime.lessons_waiting == 1)  # the lesson waits for the copy
+        release.set()
+        text, _ = await asyncio.wait_for(lesson, 60)
+        assert text.strip()
+        assert not recap.done(), "the recap kept the copy while the lesson waited"
+        written = await asyncio.wait_for(recap, 120)
+        # Written whole, with no sentence cap.
+        assert written is not None and len(json.loads(written, strict=False)) == 12, written
+        assert runtime.preempted == 1
+    finally:
+        release.set()
+        if holder.is_alive():
+            holder.join(5)
+        await language_model.close()
+
+
+async def test_background_work_held_to_a_schema_answers_in_that_shape(model: tuple[LanguageModel, CpuGate]) -> None:
+    language_model, gate = model
+    settings = Settings().recaps
+    lines = [
+        ("assistant", "Today we talk about the water cycle."),
+        ("user", "What happens to water when the sun heats the sea?"),
+        ("assistant", "It evaporates and rises as vapour."),
+        ("user", "And then it turns into clouds when it cools down?"),
+    ]
+    before = gate.calls
+    messages = recap_request(settings, "the water cycle", lines, [], prompt_chars=language_model.prompt_chars(600))
+    answer = await language_model.write(
+        "a recap", messages, max_tokens=settings.max_tokens, timeout_secs=60, schema=recap_schema(settings)
+    )
+    assert answer is not None
+    # llama.cpp's grammar: JSON of the recap's shape, whatever the model knows (a raw line break may be in a string).
+    data = json.loads(answer, strict=False)
+    assert set(data) == {"covered", "hard", "questions", "facts"}
+    assert isinstance(data["covered"], str) and 2 <= len(data["questions"]) <= 3
+    assert all(isinstance(q, str) for q in data["questions"])
+    assert gate.calls - before >= 10  # every token took its turn at the CPU gate
+
+
+async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    for _ in range(int(within / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")

@@ -4,6 +4,7 @@ sources, live on the page and in the stored transcript."""
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -11,8 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soxr
+from faster_whisper import WhisperModel
 
 from harness.rtc_client import LessonClient
+from harness.speech import whisper_model_dir
 from server import materials
 from server.materials import Materials
 from server.state import get_state
@@ -23,6 +27,18 @@ pytestmark = pytest.mark.voice
 
 PASSAGES_HEADER = "Passages from your teacher's materials"
 NO_NOTES = "I have no notes about that, so let us think it through together."
+
+
+def transcribe(pcm: np.ndarray, sample_rate: int) -> str:
+    """What a listener hears in the tutor's audio (faster-whisper tiny.en, as the lessons use)."""
+    audio = soxr.resample(pcm.astype(np.float32) / 32768.0, sample_rate, 16000)
+    segments, _ = whisper().transcribe(audio, language="en", beam_size=1)
+    return " ".join(segment.text for segment in segments)
+
+
+@functools.cache
+def whisper() -> WhisperModel:
+    return WhisperModel(str(whisper_model_dir()), device="cpu", compute_type="int8")
 
 
 def passage_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -66,7 +82,7 @@ async def test_a_spoken_question_is_answered_from_the_teachers_notes_and_the_tut
     tutor = NotesTutor()
     lesson: VoiceLesson = await start_lesson(tutor)
     companion_id = (await lesson.lesson())["companion"]["id"]
-    peer = await lesson.connect()
+    peer = await lesson.connect(keep_audio=True)
     await peer.wait_for_message(is_final("assistant", "start the session"), timeout=30)
     await peer.wait_for_quiet(quiet=0.8, timeout=30)
 
@@ -77,10 +93,15 @@ async def test_a_spoken_question_is_answered_from_the_teachers_notes_and_the_tut
 
     # The author (this learner built the companion) uploads notes during the lesson; the next turn draws on them.
     await uploaded(lesson.client, companion_id, "notes.txt", NOTES.encode())
+    asked_at = time.monotonic()
     cited, first_reply = await ask(peer, speech, "How do plants make their food?", "plants", "photosynthesis")
     assert words(cited["transcript"]) == words(
         "Your teacher's notes say 1: Plants make their own food by photosynthesis."
     )
+    # The line keeps its citation; the learner does not hear it read out as "one".
+    heard = words(transcribe(peer.received_pcm(since=asked_at), 48000))
+    assert {"plants", "food"} <= set(heard), heard
+    assert "one" not in heard and "1" not in heard, heard
     assert [(s["material"], s["position"]) for s in cited["sources"]] == [("notes.txt", 1)]
     assert PHOTOSYNTHESIS.startswith(cited["sources"][0]["excerpt"].removesuffix("…"))
     request = tutor.requests[-1]
