@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from server import teaching
 from server.lessons import LiveLesson
-from server.settings import Settings
+from server.settings import Settings, TeachingSettings
 from server.timeutil import as_utc
 
 if TYPE_CHECKING:
@@ -53,6 +53,19 @@ def lesson_length_secs(settings: Settings, duration_minutes: int) -> float:
     return min(seconds, cap) if cap > 0 else seconds
 
 
+def teaching_instruction(settings: TeachingSettings, teaching: str, questions: Sequence[str] = ()) -> str:
+    """What the companion's teaching style adds to the system prompt (server/teaching.py: the styles); a quiz's
+    names its open review questions."""
+    if teaching == "socratic":
+        return settings.socratic
+    if teaching == "quiz":
+        if not questions:
+            return settings.quiz_without_questions
+        listed = "\n".join(f"- {q}" for q in questions[: settings.quiz_questions])
+        return settings.quiz.replace("{questions}", listed)
+    return settings.explain
+
+
 def brief_lesson(settings: Settings, live: LiveLesson, memory: Memory | None = None) -> LessonBrief:
     """Turn a live lesson's companion into its prompt, greeting, goodbye, voice and length.
 
@@ -65,7 +78,7 @@ def brief_lesson(settings: Settings, live: LiveLesson, memory: Memory | None = N
     system_prompt = (
         voice.system_prompt.format(**fields)
         + "\n"
-        + teaching.instruction(voice.teaching, companion.teaching, live.review_questions)
+        + teaching_instruction(voice.teaching, companion.teaching, live.review_questions)
     )
     greeting = voice.first_message.format(**fields)
     if memory is not None:

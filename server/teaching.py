@@ -1,7 +1,7 @@
 """How a companion teaches (explain, socratic, quiz), and the learner's progress on the review questions of past recaps.
 
-The teaching style adds its configured instruction to the lesson's system prompt; a quiz lists the review
-questions the learner has not yet answered right. After a quiz lesson, off the lesson's path, the language model
+The teaching style adds its configured instruction to the lesson's system prompt (server/lesson_brief.py); a
+quiz lists the review questions the learner has not yet answered right (open_questions). After a quiz lesson, off the lesson's path, the language model
 reads the transcript and says which of them were asked and which answered right (one line of JSON); that is
 stored per learner and companion, and "my journey" shows it.
 """
@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts import CurrentUser
-from server.settings import Settings, TeachingSettings
+from server.settings import Settings
 from server.store import teaching as store
 from server.store.db import Database
 from server.timeutil import as_utc
@@ -44,21 +44,6 @@ JUDGE_PROMPT = (
 )
 JUDGE_MAX_TOKENS = 200
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
-
-
-# -- the lesson's prompt ---------------------------------------------------------------------------------------
-
-
-def instruction(settings: TeachingSettings, teaching: str, questions: Sequence[str] = ()) -> str:
-    """What the teaching style adds to the system prompt; a quiz's names its open review questions."""
-    if teaching == "socratic":
-        return settings.socratic
-    if teaching == "quiz":
-        if not questions:
-            return settings.quiz_without_questions
-        listed = "\n".join(f"- {q}" for q in questions[: settings.quiz_questions])
-        return settings.quiz.replace("{questions}", listed)
-    return settings.explain
 
 
 async def open_questions(session: AsyncSession, learner_id: int, companion_id: int, limit: int = 20) -> list[str]:
