@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from server import audit
 from server.accounts import CurrentUser
 from server.alerts import AlertNotice, AlertSender
+from server.background import BackgroundTasks
 from server.errors import NotFound
 from server.pipeline.llm_client import openai_client
 from server.settings import SafetyCategory, Settings, Severity
@@ -268,7 +269,7 @@ class Safety:
         self.check = LocalCheck(settings.safety.categories)
         self.alerts = AlertSender(settings.alerts, settings.server.public_url)
         self._moderation: AsyncOpenAI | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(log, "safety: storing a screening result failed")
         self._classifier_skipped: str | None = None
 
     @property
@@ -307,7 +308,7 @@ class Safety:
             else:
                 replied.clear()
                 after = replied if finding is None else None
-            self._background(self.screened(lesson_id, role, text, finding, after=after), f"safety-lesson-{lesson_id}")
+            self._tasks.start(self.screened(lesson_id, role, text, finding, after=after), f"safety-lesson-{lesson_id}")
 
         return Screening(learner=self.learner_turn, tutor=self.tutor_reply, report=report)
 
@@ -320,7 +321,7 @@ class Safety:
         if not self.enabled:
             return
         # Only noted (action "none"): the hosted assistant has already answered.
-        self._background(self.screened(lesson_id, role, text, self.check(text)), f"safety-hosted-{lesson_id}")
+        self._tasks.start(self.screened(lesson_id, role, text, self.check(text)), f"safety-hosted-{lesson_id}")
 
     # What follows, off the audio path.
 
@@ -478,26 +479,13 @@ class Safety:
 
     # Lifecycle.
 
-    def _background(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("safety: storing a screening result failed", exc_info=task.exception())
-
     async def idle(self, within: float = 10.0) -> None:
-        """Wait until every screening result so far is stored (tests; shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=within)
+        """Wait until every background task so far is done (tests; shutdown)."""
+        await self._tasks.idle(within)
 
     async def close(self) -> None:
         """Store what is still being stored (a few seconds at most), then stop the alerts and the clients."""
-        await self.idle(within=5.0)
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.close(within=5.0)
         await self.alerts.close()
         if self._moderation is not None:
             await self._moderation.close()

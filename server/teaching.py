@@ -1,18 +1,17 @@
 """How a companion teaches (explain, socratic, quiz), and the learner's progress on the review questions of past recaps.
 
 The teaching style adds its configured instruction to the lesson's system prompt (server/lesson_brief.py); a
-quiz lists the review questions the learner has not yet answered right (open_questions). After a quiz lesson, off the lesson's path, the language model
-reads the transcript and says which of them were asked and which answered right (one line of JSON); that is
-stored per learner and companion, and "my journey" shows it.
+quiz lists the review questions the learner has not yet answered right (open_questions). After a quiz lesson,
+off the lesson's path, the language model reads the transcript and says which of them were asked and which
+answered right (JSON); that is stored per learner and companion, and "my journey" shows it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts import CurrentUser
+from server.background import BackgroundTasks
 from server.settings import Settings
 from server.store import teaching as store
 from server.store.db import Database
@@ -194,11 +194,11 @@ class ReviewJudge:
         self._settings = settings
         self._db = db
         self._language_model = language_model
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(log, "teaching: judging a quiz lesson failed")
 
     def lesson_ended(self, lesson_id: int) -> None:
         """A lesson ended: judge it in the background if it was a quiz (returns at once)."""
-        self._background(self.judge(lesson_id), f"teaching-judge-{lesson_id}")
+        self._tasks.start(self.judge(lesson_id), f"teaching-judge-{lesson_id}")
 
     async def judge(self, lesson_id: int) -> list[Judged] | None:
         """Judge a quiz lesson's open review questions from its transcript and store the verdicts; None when
@@ -254,22 +254,9 @@ class ReviewJudge:
             schema=judgement_schema(questions),
         )
 
-    def _background(self, work: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("teaching: judging a quiz lesson failed", exc_info=task.exception())
-
     async def idle(self, within: float = 10.0) -> None:
-        """Wait until every judgement so far is stored (tests; shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=within)
+        """Wait until every background task so far is done (tests; shutdown)."""
+        await self._tasks.idle(within)
 
     async def close(self) -> None:
-        await self.idle(within=5.0)
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.close(within=5.0)

@@ -12,6 +12,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol
 
 from harness.postgres import PostgresCluster, find_pg_bin
+from harness.scripted_llm import MODEL_ID, ScriptedLLM
 from server.app import create_app
 from server.settings import Settings, load_settings
 
@@ -27,6 +28,20 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
     }
     values.update({k if k.startswith("TUTOR_") else f"TUTOR_{k}": v for k, v in env.items()})
     return load_settings(None, values)
+
+
+def scripted_model_settings(tmp_path: Path, database_url: str, llm: ScriptedLLM, **env: str) -> Settings:
+    """Settings whose language model is the scripted one at `llm` (no safety classifier), on either database."""
+    values = {
+        "VOICE__LLM__PROVIDER": "openai",
+        "VOICE__LLM__BASE_URL": llm.base_url,
+        "VOICE__LLM__MODEL": MODEL_ID,
+        "SAFETY__CLASSIFIER": "off",
+        **env,
+    }
+    if database_url:
+        values["DATABASE__URL"] = database_url
+    return make_settings(tmp_path, **values)
 
 
 @pytest.fixture(scope="session")

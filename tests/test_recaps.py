@@ -22,7 +22,7 @@ from server.lesson_recorder import stored_lessons
 from server.settings import Settings
 from server.state import get_state
 from tests.api.test_vapi_webhook import REPORT_TRANSCRIPT, hosted_settings, payload, send
-from tests.conftest import create_companion, make_settings, register
+from tests.conftest import create_companion, make_settings, register, scripted_model_settings
 
 FACTS = ["Beginner in neural networks", "Likes football examples"]
 RECAP = {
@@ -67,15 +67,7 @@ def llm(model: Model) -> Iterator[ScriptedLLM]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, llm: ScriptedLLM) -> Settings:
-    env = {
-        "VOICE__LLM__PROVIDER": "openai",
-        "VOICE__LLM__BASE_URL": llm.base_url,
-        "VOICE__LLM__MODEL": MODEL_ID,
-        "SAFETY__CLASSIFIER": "off",
-    }
-    if database_url:
-        env["DATABASE__URL"] = database_url
-    return make_settings(tmp_path, **env)
+    return scripted_model_settings(tmp_path, database_url, llm)
 
 
 def worker(app: Quart) -> recaps.Recaps:

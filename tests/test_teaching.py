@@ -13,7 +13,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol
 
-from harness.scripted_llm import MODEL_ID, ScriptedLLM
+from harness.scripted_llm import ScriptedLLM
 from server import lessons, teaching
 from server.lesson_brief import brief_lesson
 from server.lesson_recorder import stored_lessons
@@ -21,7 +21,7 @@ from server.lessons import Role
 from server.settings import Settings
 from server.state import get_state
 from server.store import recaps as recap_store
-from tests.conftest import create_companion, make_settings, register
+from tests.conftest import create_companion, register, scripted_model_settings
 
 TEACHING = Settings().voice.teaching
 PAST = [
@@ -73,16 +73,8 @@ def llm(model: Model) -> Iterator[ScriptedLLM]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, llm: ScriptedLLM) -> Settings:
-    env = {
-        "VOICE__LLM__PROVIDER": "openai",
-        "VOICE__LLM__BASE_URL": llm.base_url,
-        "VOICE__LLM__MODEL": MODEL_ID,
-        "SAFETY__CLASSIFIER": "off",
-        "RECAPS__ENABLED": "false",  # the past recaps are written here; no lesson of these tests gets a new one
-    }
-    if database_url:
-        env["DATABASE__URL"] = database_url
-    return make_settings(tmp_path, **env)
+    # The past recaps are written here; no lesson of these tests gets a new one.
+    return scripted_model_settings(tmp_path, database_url, llm, RECAPS__ENABLED="false")
 
 
 def judge(app: Quart) -> teaching.ReviewJudge:
