@@ -107,6 +107,7 @@ async def lesson_beside_a_recap(model: str | None, runs: int) -> tuple[list[floa
     assert runtime is not None
     caps = settings.recaps
     alone, beside = [], []
+    preempted = runtime.preempted  # the runtime is the process's: count from here
     try:
         for _ in range(runs):
             alone.append(await first_token(language_model))
@@ -125,7 +126,7 @@ async def lesson_beside_a_recap(model: str | None, runs: int) -> tuple[list[floa
             await recap
     finally:
         await language_model.close()
-    return alone, beside, runtime.preempted
+    return alone, beside, runtime.preempted - preempted
 
 
 def ms(values: list[float]) -> str:

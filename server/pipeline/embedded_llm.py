@@ -133,7 +133,10 @@ class EmbeddedRuntime:
         self._executor = thread_pool("voice-llm", max(1, instances))
         self._count = max(1, instances)
         self._instances: list[_Instance] = []
+        # Wakes lessons waiting for a copy; one per event loop (the process shares the runtime across apps, and a
+        # benchmark or test may run one after another on loops of their own).
         self._free: asyncio.Queue[None] | None = None
+        self._free_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         # Lesson requests waiting for a free copy: background work (`write`) gives its copy up to them.
         self._lessons_waiting = 0
@@ -191,8 +194,9 @@ class EmbeddedRuntime:
             return best
 
     async def _acquire(self, messages: list[dict[str, Any]]) -> _Instance:
-        if self._free is None:
-            self._free = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._free_loop is not loop:
+            self._free, self._free_loop = asyncio.Queue(), loop
         while True:
             instance = self._take(messages)
             if instance is not None:
@@ -215,7 +219,7 @@ class EmbeddedRuntime:
     def _release(self, instance: _Instance, messages: list[dict[str, Any]]) -> None:
         with self._lock:
             instance.last_prompt = messages
-        if self._free is not None:
+        if self._free is not None and self._free_loop is not None and not self._free_loop.is_closed():
             self._free.put_nowait(None)
 
     def fit(self, messages: list[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
