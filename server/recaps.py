@@ -312,7 +312,7 @@ class Recaps:
         db: Database,
         language_model: Callable[[], LanguageModel | None] = lambda: None,
     ) -> None:
-        """`language_model()`: the voice service's language model (or None when there is none)."""
+        """`language_model()`: the voice service's language model, the app's own in hosted mode (or None)."""
         self._settings = settings.recaps
         self._db = db
         self._language_model = language_model
@@ -426,6 +426,7 @@ class Recaps:
             log.info("recaps: lesson %s: no language model to write its recap", lesson_id)
             return None, None
         settings = self._settings
+        await model.ready()  # loaded first, so that the transcript is cut to what its context holds
         messages = recap_request(settings, topic, lines, facts, prompt_chars=model.prompt_chars(settings.max_tokens))
         answer = await model.write(
             f"lesson {lesson_id}'s recap",

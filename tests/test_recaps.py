@@ -357,13 +357,15 @@ async def test_the_embedded_model_writes_the_recap_from_the_transcript_or_it_is_
 ) -> None:
     """With no endpoint, the bundled model writes recaps (the default on a fresh install). Whether a 135M model's
     recap passes the checks is its own verdict: either it does, and then says what the transcript said, or the
-    recap is stored as failed and nothing is invented. Either way the model was asked."""
+    recap is stored as failed and nothing is invented. Either way the model was asked, even for a lesson far longer
+    than its context holds (the transcript keeps its latest lines)."""
     settings = make_settings(tmp_path, VOICE__LLM__PROVIDER="embedded", SAFETY__CLASSIFIER="off")
     app = create_app(settings)
     async with app.test_app():
         client = app.test_client()
         await register(client)
-        lesson_id, companion_id = await held_lesson(app, client, LINES, within=300)
+        long_lesson = LINES * 30  # about 10,000 characters: three times what the model's context holds
+        lesson_id, companion_id = await held_lesson(app, client, long_lesson, within=300)
         recap = (await lesson_of(client, lesson_id))["recap"]
         assert recap["model"] == "SmolLM2-135M-Instruct"
         assert recap["status"] in ("ready", "failed"), recap
@@ -393,3 +395,14 @@ def test_numbered_questions_are_questions_and_what_repeats_itself_is_dropped() -
     assert recap.questions == ["What does a weight do?", "What does the bias add?"]
     assert recap.hard == ""
     assert recap.facts == ["Likes football examples"]
+
+
+def test_a_long_transcript_is_cut_to_what_a_small_models_context_holds_keeping_its_latest_lines() -> None:
+    settings = Settings().recaps
+    lines = [(role, f"{text} ({i})") for i, (role, text) in enumerate(LINES * 30)]
+    whole = recaps.recap_request(settings, "Neural networks", lines, [])
+    cut = recaps.recap_request(settings, "Neural networks", lines, [], prompt_chars=4000)
+    assert sum(len(m["content"]) for m in cut) <= 4000 < sum(len(m["content"]) for m in whole)
+    last_role, last_text = lines[-1]
+    assert cut[-1]["content"].endswith(f"Tutor: {last_text}") and last_role == "assistant"
+    assert f"({len(lines) - 2})" in cut[-1]["content"] and "(0)" not in cut[-1]["content"]
