@@ -6,6 +6,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from server.pipeline.language_model import LanguageModel
 
 log = logging.getLogger(__name__)
+# A step of the shutdown that takes longer is logged (a stuck part shows in the log, not as a silent hang).
+SLOW_SHUTDOWN_STEP_SECS = 3.0
 
 
 def _secret_key(settings: Settings) -> str:
@@ -301,23 +304,30 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
 
     @app.after_serving
     async def _shutdown() -> None:
+        async def step(what: str, work: Awaitable[object]) -> None:
+            started = time.perf_counter()
+            await work
+            took = time.perf_counter() - started
+            if took > SLOW_SHUTDOWN_STEP_SECS:
+                log.warning("shutdown: %s took %.1f s", what, took)
+
         pruner = state.extras.pop(retention.EXTRAS_KEY, None)
         if pruner is not None:
-            await pruner.stop()
+            await step("the retention keeper", pruner.stop())
         if state.voice is not None:
-            await state.voice.close()
+            await step("ending the live lessons", state.voice.close())
         # After the lessons ended: stores their last screening results, then stops sending alerts.
-        await screening.close()
-        await library.close()
-        await judge.close()
+        await step("the safety screening", screening.close())
+        await step("the materials", library.close())
+        await step("the quiz judge", judge.close())
         # Recaps not written yet stay pending, and are written when the server starts again.
-        await recapper.close()
+        await step("the recap writer", recapper.close())
         if writer is not None:
-            await writer.close()
+            await step("the hosted lessons' language model", writer.close())
         # After the voice service ended its live lessons: ends the ones it never ran (no offer came).
         keeper = state.extras.pop(instances.EXTRAS_KEY, None)
         if keeper is not None:
-            await keeper.stop()
-        await db.close()
+            await step("this instance's lessons", keeper.stop())
+        await step("the database", db.close())
 
     return app
