@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # A step of the shutdown that takes longer is logged (a stuck part shows in the log, not as a silent hang).
 SLOW_SHUTDOWN_STEP_SECS = 3.0
+# A step still running after this long is given up and the shutdown goes on: the process exits, and what that step
+# left undone is picked up at the next start (a lesson left open is ended by the sweep, a recap stays pending).
+# Live lessons whose parts answer end in well under a second; each part that does not is waited on for 5 to 10 s.
+SHUTDOWN_STEP_LIMIT_SECS = 20.0
 
 
 def _secret_key(settings: Settings) -> str:
@@ -306,7 +311,11 @@ def create_app(settings: Settings, **overrides: Any) -> Quart:
     async def _shutdown() -> None:
         async def step(what: str, work: Awaitable[object]) -> None:
             started = time.perf_counter()
-            await work
+            try:
+                await asyncio.wait_for(work, timeout=SHUTDOWN_STEP_LIMIT_SECS)
+            except TimeoutError:
+                log.error("shutdown: %s did not finish in %g s; going on without it", what, SHUTDOWN_STEP_LIMIT_SECS)
+                return
             took = time.perf_counter() - started
             if took > SLOW_SHUTDOWN_STEP_SECS:
                 log.warning("shutdown: %s took %.1f s", what, took)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -16,6 +18,7 @@ import httpx
 from quart import Quart
 
 from harness.live_server import LiveServer
+from server import app as app_module
 from server import instances, lessons
 from server.app import create_app
 from server.settings import Settings
@@ -141,6 +144,38 @@ async def test_a_clean_shutdown_ends_its_own_lessons_with_server_shutdown(tmp_pa
             closed = await start_lesson(await sign_in(leaving), companion["id"])
         assert (await lesson(ann, closed))["end_reason"] == "server-shutdown"
         assert (await lesson(ann, kept_open))["ended_at"] is None
+
+
+async def test_a_shutdown_step_that_hangs_is_given_up_and_the_lessons_are_still_ended(
+    tmp_path, database_url, monkeypatch, caplog
+):
+    """A part that never finishes closing is logged and left behind; the steps after it still run."""
+    monkeypatch.setattr(app_module, "SHUTDOWN_STEP_LIMIT_SECS", 0.5)
+    settings = quiet_settings(tmp_path, database_url)
+    async with serving(settings) as staying:
+        ann = staying.test_client()
+        await register(ann)
+        companion = await create_companion(ann)
+        leaving = create_app(settings)
+        with caplog.at_level(logging.WARNING, logger="server.app"):
+            async with leaving.test_app():
+                closed = await start_lesson(await sign_in(leaving), companion["id"])
+                voice = get_state(leaving).voice
+                assert voice is not None
+                close_voice = voice.close
+
+                async def close_and_hang() -> None:
+                    await close_voice()
+                    await asyncio.Event().wait()
+
+                monkeypatch.setattr(voice, "close", close_and_hang)
+                started = time.perf_counter()
+        took = time.perf_counter() - started
+        assert (await lesson(ann, closed))["end_reason"] == "server-shutdown"
+    assert took < 5, f"the shutdown took {took:.1f} s"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "shutdown: ending the live lessons did not finish in 0.5 s; going on without it"
+    ]
 
 
 async def test_hosted_lessons_have_no_holder_and_are_never_ended_by_a_restart(tmp_path, database_url):
